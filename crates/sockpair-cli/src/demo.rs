@@ -1,0 +1,53 @@
+//! `sockpair demo`: the seed's program, for any socket type.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsFd;
+
+use anyhow::{Context, bail};
+use sockpair::{Fork, Socket, Type, exit_immediately, fork};
+
+const TO_CHILD: &[u8] = b"Hello from parent";
+const TO_PARENT: &[u8] = b"Hello from child";
+
+/// Creates a pair of type `ty`, forks, and has parent and child exchange one message
+/// each way, each printing what it received.
+pub fn run(ty: Type) -> anyhow::Result<()> {
+    let stdout = File::from(io::stdout().as_fd().try_clone_to_owned()?);
+    // SAFETY: `child` does only async-signal-safe work and ends with `_exit`.
+    match unsafe { fork(ty) }.context("fork")? {
+        Fork::Child { socket } => exit_immediately(child(&socket, &stdout)),
+        Fork::Parent { mut child, socket } => {
+            drop(stdout);
+            socket.send(TO_CHILD).context("send to the child")?;
+            let mut buf = [0; 64];
+            let n = socket.recv(&mut buf).context("receive from the child")?;
+            println!("Parent received: {}", String::from_utf8_lossy(&buf[..n]));
+            let status = child.wait().context("wait for the child")?;
+            if !status.success() {
+                bail!("the demo's child failed ({status})");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The child's side, async-signal-safe: no allocation, no locks; one `write(2)` for
+/// its line. Returns the exit code.
+fn child(socket: &Socket, stdout: &File) -> i32 {
+    const PREFIX: &[u8] = b"Child received: ";
+    const MAX: usize = 64;
+    let mut line = [0; PREFIX.len() + MAX + 1];
+    line[..PREFIX.len()].copy_from_slice(PREFIX);
+    let Ok(n) = socket.recv(&mut line[PREFIX.len()..PREFIX.len() + MAX]) else {
+        return 1;
+    };
+    let end = PREFIX.len() + n;
+    line[end] = b'\n';
+    let printed = (&*stdout).write_all(&line[..=end]).is_ok();
+    if printed && socket.send(TO_PARENT).is_ok() {
+        0
+    } else {
+        1
+    }
+}

@@ -1,0 +1,130 @@
+//! Passing descriptors with `SCM_RIGHTS`.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use rustix::net::{
+    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags,
+};
+
+use crate::socket::Socket;
+use crate::types::Type;
+
+/// The most descriptors one message can carry: the kernel's `SCM_MAX_FD` (253 on
+/// Linux). [`Socket::send_with_fds`] refuses more before calling the kernel.
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
+
+/// Room for a full `SCM_RIGHTS` message, so that only foreign control messages (such as
+/// credentials, if someone enabled `SO_PASSCRED`) can ever be truncated.
+const RECV_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE));
+
+impl Socket {
+    /// Sends `buf` with descriptors attached (`sendmsg` with `SCM_RIGHTS`, `MSG_NOSIGNAL`).
+    ///
+    /// The receiver gets its own copies of the descriptors, as if `dup`ed; ours stay open.
+    /// The descriptors travel with the first byte of `buf`: on a stream socket they are
+    /// delivered by the [`recv_with_fds`](Socket::recv_with_fds) call that reads that
+    /// byte, even if it is split across reads.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::io::{Read, Write};
+    /// use std::os::fd::AsFd;
+    /// use sockpair::{pair, Type};
+    ///
+    /// let (a, b) = pair(Type::STREAM)?;
+    /// let (mut pipe_read, mut pipe_write) = std::io::pipe()?;
+    /// a.send_with_fds(b"here", &[pipe_write.as_fd()])?;
+    /// drop(pipe_write);
+    ///
+    /// let mut fds = Vec::new();
+    /// let mut buf = [0; 16];
+    /// let n = b.recv_with_fds(&mut buf, &mut fds)?;
+    /// assert_eq!(&buf[..n], b"here");
+    /// let mut passed = std::io::PipeWriter::from(fds.pop().unwrap());
+    /// passed.write_all(b"through the passed fd")?;
+    /// drop(passed);
+    /// let mut text = String::new();
+    /// pipe_read.read_to_string(&mut text)?;
+    /// assert_eq!(text, "through the passed fd");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// - [`io::ErrorKind::InvalidInput`] for more than [`MAX_FDS_PER_MESSAGE`]
+    ///   descriptors, and for descriptors with an empty `buf` on a stream socket, where
+    ///   the kernel would silently drop them (they need at least one data byte).
+    /// - Otherwise the kernel's error, as for [`Socket::send`]; on error nothing was sent.
+    #[doc(alias = "SCM_RIGHTS")]
+    #[doc(alias = "sendmsg")]
+    pub fn send_with_fds(&self, buf: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<usize> {
+        if fds.len() > MAX_FDS_PER_MESSAGE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} descriptors in one message; the kernel takes at most {MAX_FDS_PER_MESSAGE} (SCM_MAX_FD)",
+                    fds.len()
+                ),
+            ));
+        }
+        if buf.is_empty() && !fds.is_empty() && self.ty()? == Type::STREAM {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "descriptors on a stream socket need at least one data byte to travel with",
+            ));
+        }
+        let mut space = [MaybeUninit::uninit(); RECV_SPACE];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() {
+            // Cannot fail: `space` holds a full SCM_MAX_FD message and we checked the count.
+            let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
+            debug_assert!(pushed);
+        }
+        let iov = [IoSlice::new(buf)];
+        Ok(rustix::net::sendmsg(
+            self,
+            &iov,
+            &mut control,
+            SendFlags::NOSIGNAL,
+        )?)
+    }
+
+    /// Receives bytes into `buf` and appends any descriptors that came with them to `fds`
+    /// (`recvmsg` with `MSG_CMSG_CLOEXEC`).
+    ///
+    /// Received descriptors are [`OwnedFd`]s and are close-on-exec from the moment they
+    /// arrive, so no child spawned meanwhile by another thread can inherit them. Returns
+    /// the number of bytes, 0 at end of stream, as [`Socket::recv`].
+    ///
+    /// # Errors
+    ///
+    /// If the kernel truncated the control data (`MSG_CTRUNC`, which can only happen when
+    /// foreign control messages crowd it), whatever descriptors did arrive are closed and
+    /// the call fails with [`io::ErrorKind::InvalidData`]: a partial set of descriptors is
+    /// never handed out (the bytes that call read are dropped with them). Otherwise the kernel's error, as for [`Socket::recv`].
+    #[doc(alias = "SCM_RIGHTS")]
+    #[doc(alias = "recvmsg")]
+    pub fn recv_with_fds(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
+        let mut space = [MaybeUninit::uninit(); RECV_SPACE];
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = rustix::net::recvmsg(self, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+        if msg.flags.contains(ReturnFlags::CTRUNC) {
+            // Dropping `control` closes every descriptor that did arrive.
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "control message truncated (MSG_CTRUNC); the descriptors that arrived were closed",
+            ));
+        }
+        for message in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = message {
+                fds.extend(received);
+            }
+        }
+        Ok(msg.bytes)
+    }
+}

@@ -1,0 +1,50 @@
+//! Anonymous, pre-connected socket pairs (`socketpair(2)`) and the job they exist for: a
+//! private, two-way channel between a parent process and its child.
+//!
+//! The seed's program: create a pair, fork, and talk both ways. The child closes the
+//! parent's end, reads, answers; the parent closes the child's end, writes, reads the
+//! answer, and waits for the child. It prints exactly
+//! `Child received: Hello from parent` then `Parent received: Hello from child`.
+//!
+//! ```
+#![doc = include_str!("../examples/demo.rs")]
+//! ```
+//!
+//! # What is here
+//!
+//! | the seed's C | sockpair |
+//! |---|---|
+//! | `socketpair(AF_UNIX, SOCK_STREAM \| SOCK_CLOEXEC, 0, sv)` | [`pair`]`(Type::STREAM)` |
+//! | `socketpair(domain, type \| flags, protocol, sv)` | [`pair_with`]`(domain, ty, flags, protocol)` |
+//! | `SOCK_STREAM`, `SOCK_DGRAM`, `SOCK_SEQPACKET` | [`Type::STREAM`], [`Type::DGRAM`], [`Type::SEQPACKET`] |
+//! | `SOCK_CLOEXEC`, `SOCK_NONBLOCK` | [`Flags::CLOEXEC`], [`Flags::NONBLOCK`] |
+//! | `fork()` + closing the other end | [`fork`] |
+//! | `read`/`write` | [`Socket::recv`]/[`Socket::send`], [`std::io::Read`]/[`std::io::Write`] |
+//! | `sendmsg`/`recvmsg` with `SCM_RIGHTS` | [`Socket::send_with_fds`]/[`Socket::recv_with_fds`] |
+//! | `getsockopt(SO_PEERCRED)` | [`Socket::peer_cred`] |
+//! | `waitpid` | [`ForkedChild::wait`] |
+//!
+//! System calls return [`std::io::Result`] with the kernel's errno untouched. Every
+//! descriptor is owned ([`std::os::fd::OwnedFd`]) from the moment it exists, and is
+//! close-on-exec unless you ask otherwise. This crate is Linux-first: seqpacket,
+//! `SOCK_CLOEXEC` and `MSG_CMSG_CLOEXEC` are Linux (and BSD) features.
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+#![deny(clippy::exit)]
+
+mod cred;
+mod fds;
+mod socket;
+mod sys;
+mod types;
+
+pub use cred::PeerCred;
+pub use fds::MAX_FDS_PER_MESSAGE;
+pub use socket::{Socket, pair, pair_with};
+pub use sys::fork::{Fork, ForkedChild, exit_immediately, fork};
+pub use types::{Domain, Flags, Protocol, Type};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,75 @@
+//! The only module with `unsafe`: the few system calls that rustix cannot make for us
+//! with the exact semantics we promise.
+//!
+//! - `socketpair` takes raw `i32` values, so that any domain, type or protocol a caller
+//!   names reaches the kernel unchanged and the kernel's errno comes back (rustix's typed
+//!   `AddressFamily` is a `u16` and would silently truncate larger values).
+//! - `SO_PEERCRED` is read into a plain `ucred`, whose `pid` may legitimately be 0.
+//! - `fork` and `_exit` have no safe form anywhere.
+#![allow(unsafe_code)]
+
+pub(crate) mod fork;
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+
+/// `socketpair(domain, ty, protocol)`, with both descriptors owned before anything else
+/// can fail.
+pub(crate) fn socketpair(domain: i32, ty: i32, protocol: i32) -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [-1; 2];
+    // SAFETY: `fds` is a writable array of two `c_int`s, as socketpair(2) requires.
+    let rc = unsafe { libc::socketpair(domain, ty, protocol, fds.as_mut_ptr()) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the kernel stored two new, open descriptors that nothing else
+    // owns; each gets exactly one owner here, before any other call can fail.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// `getsockopt(fd, SOL_SOCKET, SO_PEERCRED)`: `(pid, uid, gid)` of the peer.
+pub(crate) fn peer_cred(fd: impl AsFd) -> io::Result<(i32, u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` is a writable `ucred` and `len` holds its exact size; the borrowed
+    // fd stays open for the duration of the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cred.pid, cred.uid, cred.gid))
+}
+
+/// `fork()`: `Some(child pid)` in the parent, `None` in the child.
+///
+/// # Safety
+///
+/// In the child of a multithreaded parent, only async-signal-safe work may follow
+/// (see the crate-level `fork` docs).
+pub(crate) unsafe fn fork() -> io::Result<Option<i32>> {
+    // SAFETY: the caller upholds the async-signal-safety contract for the child.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(None),
+        pid => Ok(Some(pid)),
+    }
+}
+
+/// `_exit(code)`: end the process now, running no destructors, no `atexit` handlers
+/// and flushing no buffers.
+pub(crate) fn exit_immediately(code: i32) -> ! {
+    // SAFETY: `_exit` is async-signal-safe, touches no memory of ours and never returns.
+    unsafe { libc::_exit(code) }
+}

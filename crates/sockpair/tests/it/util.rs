@@ -1,0 +1,104 @@
+//! Helpers shared by the integration tests.
+
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use rustix::fs::OFlags;
+use rustix::io::FdFlags;
+
+/// How long any blocking test may take before it is declared hung.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `f` on its own thread and fails the test if it does not finish within [`LIMIT`]
+/// (a hang is a failure, not a stuck CI run). Panics inside `f` propagate.
+pub fn watchdog<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done_tx, done_rx) = mpsc::channel();
+    let worker = thread::spawn(move || {
+        let result = f();
+        let _ = done_tx.send(());
+        result
+    });
+    match done_rx.recv_timeout(LIMIT) {
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("test still blocked after {LIMIT:?}"),
+        Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+    }
+}
+
+/// Runs the `#[ignore]`d test `name` (its path in this binary, e.g. `pair::errors_inner`)
+/// alone in a fresh copy of this test binary, and asserts that it passed.
+///
+/// For tests that count the process's descriptors or change process-wide state (signal
+/// dispositions): other tests, running on other threads, would disturb both.
+pub fn in_fresh_process(name: &str) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let child = Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            name,
+            "--test-threads=1",
+            "--nocapture",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("re-run the test binary");
+    let output = watchdog(move || child.wait_with_output().expect("wait for the test process"));
+    let (status, out, err) = (
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        status.success() && out.contains("test result: ok. 1 passed"),
+        "{name} in a fresh process: {status}\n--- stdout\n{out}\n--- stderr\n{err}"
+    );
+}
+
+/// The number of descriptors this process has open.
+pub fn open_fds() -> usize {
+    // read_dir holds one descriptor of its own while listing.
+    std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
+}
+
+/// Whether `fd` is close-on-exec and whether it is non-blocking, read back with `fcntl`.
+pub fn cloexec_nonblock(fd: impl AsFd) -> (bool, bool) {
+    let fd_flags = rustix::io::fcntl_getfd(&fd).unwrap();
+    let fl_flags = rustix::fs::fcntl_getfl(&fd).unwrap();
+    (
+        fd_flags.contains(FdFlags::CLOEXEC),
+        fl_flags.contains(OFlags::NONBLOCK),
+    )
+}
+
+/// Puts `SIGPIPE` back to its default action (the Rust runtime ignores it at start-up),
+/// so that a write that raised it would kill this process.
+pub fn default_sigpipe() {
+    // SAFETY: resetting a signal to SIG_DFL installs no handler and touches no memory;
+    // only ever called in a fresh single-test process.
+    let previous = unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    assert_ne!(previous, libc::SIG_ERR);
+}
+
+/// Whether this process currently ignores `SIGPIPE`, from `/proc/self/status`.
+pub fn sigpipe_ignored() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .map(|hex| u64::from_str_radix(hex.trim(), 16).unwrap())
+        .unwrap();
+    mask & (1 << (libc::SIGPIPE - 1)) != 0
+}
+
+/// The three types a pair can have.
+pub const TYPES: [sockpair::Type; 3] = [
+    sockpair::Type::STREAM,
+    sockpair::Type::SEQPACKET,
+    sockpair::Type::DGRAM,
+];
