@@ -1,12 +1,36 @@
 //! The `sockpair` binary, run as users run it.
 
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// How long one run may take before the test calls it hung and kills it.
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs `command` to completion with its output captured, killing it after [`LIMIT`].
+fn run(command: &mut Command) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(LIMIT) {
+        Ok(output) => output.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{command:?} still running after {LIMIT:?}; killed");
+        }
+    }
+}
 
 fn sockpair(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sockpair"))
-        .args(args)
-        .output()
-        .expect("run sockpair")
+    run(Command::new(env!("CARGO_BIN_EXE_sockpair")).args(args))
 }
 
 const DEMO_OUTPUT: &str = "Child received: Hello from parent\nParent received: Hello from child\n";
@@ -38,11 +62,9 @@ fn demo_prints_exactly_the_two_lines_in_order_for_every_type() {
 #[test]
 fn demo_output_through_a_pipe_into_another_program_is_the_same() {
     // stdout is a pipe here and the child writes it directly: no buffering reorders lines.
-    let out = Command::new("sh")
+    let out = run(Command::new("sh")
         .arg("-c")
-        .arg(format!("'{}' demo | cat", env!("CARGO_BIN_EXE_sockpair")))
-        .output()
-        .unwrap();
+        .arg(format!("'{}' demo | cat", env!("CARGO_BIN_EXE_sockpair"))));
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), DEMO_OUTPUT);
 }
