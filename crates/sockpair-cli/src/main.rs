@@ -1,7 +1,10 @@
 //! `sockpair`: socket pairs between programs, from the shell.
 
 mod demo;
+mod pipe;
+mod run;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -21,6 +24,46 @@ enum Command {
         /// The socket type of the pair.
         #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = SocketType::Stream)]
         ty: SocketType,
+    },
+    /// Run PROGRAM with one end of a pair at fd N and NAME=N in its environment; copy
+    /// our stdin to the other end and the other end to our stdout. Exits with the
+    /// program's status (128+signal if it was killed).
+    Run {
+        /// The socket type of the pair.
+        #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = SocketType::Stream)]
+        ty: SocketType,
+        /// The descriptor number of the program's end (3 or more).
+        #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(i32).range(3..))]
+        fd: i32,
+        /// The variable that tells the program N.
+        #[arg(long, value_name = "NAME", default_value = "SOCKPAIR_FD")]
+        env: String,
+        /// Announce the end as systemd socket activation does: LISTEN_FDS=1,
+        /// LISTEN_PID, LISTEN_FDNAMES=sockpair, at fd 3.
+        #[arg(long, conflicts_with = "env")]
+        systemd: bool,
+        /// The program and its arguments (after --).
+        #[arg(
+            required = true,
+            trailing_var_arg = true,
+            value_name = "PROGRAM [ARGS]..."
+        )]
+        command: Vec<OsString>,
+    },
+    /// Run two shell commands, each with stdin and stdout on one end of a single pair: a
+    /// two-way pipe between programs, with no relay process in between.
+    ///
+    /// On seqpacket and dgram pairs every write is one record, and a read shorter than
+    /// the record loses the rest of it (the shell's `read` reads one byte at a time):
+    /// use those types with programs that read whole records.
+    Pipe {
+        /// The socket type of the pair.
+        #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = SocketType::Stream)]
+        ty: SocketType,
+        /// The first command, run with `sh -c`.
+        a: String,
+        /// The second command, run with `sh -c`.
+        b: String,
     },
 }
 
@@ -58,10 +101,28 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Demo { ty } => demo::run(ty.into()),
+        Command::Demo { ty } => demo::run(ty.into()).map(|()| ExitCode::SUCCESS),
+        Command::Run {
+            ty,
+            fd,
+            env,
+            systemd,
+            command,
+        } => {
+            let mut command = command.into_iter();
+            run::run(run::Run {
+                ty: ty.into(),
+                fd,
+                env,
+                systemd,
+                program: command.next().expect("clap requires a program"),
+                args: command.collect(),
+            })
+        }
+        Command::Pipe { ty, a, b } => pipe::pipe(ty.into(), &a, &b),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("sockpair: {err:#}");
             ExitCode::from(FAILURE)

@@ -9,13 +9,24 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 /// Runs `command` to completion with its output captured, killing it after [`LIMIT`].
 fn run(command: &mut Command) -> Output {
-    let child = command
-        .stdin(Stdio::null())
+    run_with_input(command, b"")
+}
+
+/// [`run`], with `input` as its stdin (then EOF).
+fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
     let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = stdin.write_all(&input);
+    });
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
     match rx.recv_timeout(LIMIT) {
@@ -31,6 +42,25 @@ fn run(command: &mut Command) -> Output {
 
 fn sockpair(args: &[&str]) -> Output {
     run(Command::new(env!("CARGO_BIN_EXE_sockpair")).args(args))
+}
+
+fn sockpair_with_input(args: &[&str], input: &[u8]) -> Output {
+    run_with_input(
+        Command::new(env!("CARGO_BIN_EXE_sockpair")).args(args),
+        input,
+    )
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts our own error: exit status 2 and one line on stderr starting as given.
+fn assert_usage_error(out: &Output, starts: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(starts), "{err}");
 }
 
 const DEMO_OUTPUT: &str = "Child received: Hello from parent\nParent received: Hello from child\n";
@@ -95,4 +125,180 @@ fn help_lists_the_demo() {
     let out = sockpair(&["--help"]);
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("demo"));
+}
+
+#[test]
+fn run_bridges_stdin_and_stdout_through_the_childs_end() {
+    for ty in ["stream", "seqpacket", "dgram"] {
+        let out = sockpair_with_input(
+            &["run", "--type", ty, "--", "sh", "-c", "head -n 2 <&3 >&3"],
+            b"one\ntwo\n",
+        );
+        assert!(out.status.success(), "{ty}: {out:?}");
+        assert_eq!(stdout(&out), "one\ntwo\n", "{ty}");
+    }
+}
+
+#[test]
+fn run_half_closes_at_stdin_eof_and_keeps_reading() {
+    let out = sockpair_with_input(
+        &[
+            "run",
+            "--",
+            "sh",
+            "-c",
+            "cat <&3 >/dev/null; echo after-eof >&3",
+        ],
+        b"ignored\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "after-eof\n");
+}
+
+#[test]
+fn run_carries_a_mebibyte_each_way() {
+    let input: Vec<u8> = (0..1 << 20).map(|i: u32| b'a' + (i % 26) as u8).collect();
+    let out = sockpair_with_input(&["run", "--", "sh", "-c", "cat <&3 >&3"], &input);
+    assert!(out.status.success());
+    assert!(out.stdout == input, "{} bytes back", out.stdout.len());
+}
+
+#[test]
+fn run_puts_the_end_at_the_chosen_fd_and_names_it() {
+    let out = sockpair(&[
+        "run",
+        "--fd",
+        "7",
+        "--env",
+        "MY_FD",
+        "--",
+        "sh",
+        "-c",
+        r#"echo "$MY_FD ${SOCKPAIR_FD-unset}" >&7"#,
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "7 unset\n");
+}
+
+#[test]
+fn run_systemd_sets_listen_variables_with_the_childs_pid() {
+    let script =
+        r#"[ "$LISTEN_PID" = "$$" ] && ok=pid-ok; echo "$LISTEN_FDS $LISTEN_FDNAMES $ok" >&3"#;
+    let out = sockpair(&["run", "--systemd", "--", "sh", "-c", script]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "1 sockpair pid-ok\n");
+}
+
+#[test]
+fn run_exits_with_the_childs_status() {
+    assert_eq!(
+        sockpair(&["run", "--", "sh", "-c", "exit 5"]).status.code(),
+        Some(5)
+    );
+    assert_eq!(
+        sockpair(&["run", "--", "sh", "-c", "kill -9 $$"])
+            .status
+            .code(),
+        Some(128 + 9)
+    );
+    assert_eq!(sockpair(&["run", "--", "true"]).status.code(), Some(0));
+}
+
+#[test]
+fn run_refuses_bad_input_with_one_line_and_exit_2() {
+    assert_usage_error(
+        &sockpair(&["run", "--", "sockpair-no-such-program"]),
+        "sockpair: spawn 'sockpair-no-such-program': No such file or directory",
+    );
+    assert_usage_error(
+        &sockpair(&["run", "--fd", "2", "--", "true"]),
+        "sockpair: invalid value '2' for '--fd <N>'",
+    );
+    assert_usage_error(
+        &sockpair(&["run", "--fd", "three", "--", "true"]),
+        "sockpair: invalid value 'three'",
+    );
+    assert_usage_error(
+        &sockpair(&["run", "--type", "raw", "--", "true"]),
+        "sockpair: invalid value 'raw'",
+    );
+    assert_usage_error(
+        &sockpair(&["run"]),
+        "sockpair: the following required arguments were not provided",
+    );
+    assert_usage_error(
+        &sockpair(&["run", "--systemd", "--fd", "4", "--", "true"]),
+        "sockpair: spawn 'true': systemd passes",
+    );
+}
+
+#[test]
+fn run_leaves_no_child_behind_when_its_stdout_closes() {
+    let dir = std::env::temp_dir().join(format!("sockpair-cli-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pid");
+    let script = format!(
+        "'{}' run -- sh -c 'echo $$ > {}; exec yes >&3' | head -c 10 >/dev/null",
+        env!("CARGO_BIN_EXE_sockpair"),
+        pidfile.display()
+    );
+    let out = run(Command::new("sh").arg("-c").arg(&script));
+    assert!(out.status.success(), "{out:?}");
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    let proc_dir = format!("/proc/{}", pid.trim());
+    assert!(
+        !std::path::Path::new(&proc_dir).exists(),
+        "the child {proc_dir} still exists"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn pipe_connects_two_commands_both_ways() {
+    for ty in ["stream", "seqpacket"] {
+        let out = sockpair(&[
+            "pipe",
+            "--type",
+            ty,
+            // head reads with a large buffer: on seqpacket, the shell's byte-at-a-time
+            // `read` would lose the rest of each record.
+            "echo ping; head -n 1 | sed 's/^/A got /' >&2",
+            "head -n 1 | sed 's/^/B got /' >&2; echo pong",
+        ]);
+        assert!(out.status.success(), "{ty}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("B got ping") && err.contains("A got pong"),
+            "{ty}: stderr passes through: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn pipe_says_which_command_failed() {
+    let out = sockpair(&["pipe", "cat", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err, "sockpair: command B 'exit 3' failed: exit status: 3\n");
+
+    let out = sockpair(&["pipe", "exit 4", "exit 5"]);
+    assert_eq!(out.status.code(), Some(4), "the first failure's status");
+    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 2);
+}
+
+#[test]
+fn pipe_refuses_bad_input() {
+    assert_usage_error(
+        &sockpair(&["pipe", "true"]),
+        "sockpair: the following required arguments were not provided",
+    );
+    assert_usage_error(
+        &sockpair(&["pipe", "true", " "]),
+        "sockpair: spawn sh for command B ' ': empty command",
+    );
+    assert_usage_error(
+        &sockpair(&["pipe", "--type", "x", "true", "true"]),
+        "sockpair: invalid value 'x'",
+    );
 }

@@ -22,7 +22,26 @@
 //! | `read`/`write` | [`Socket::recv`]/[`Socket::send`], [`std::io::Read`]/[`std::io::Write`] |
 //! | `sendmsg`/`recvmsg` with `SCM_RIGHTS` | [`Socket::send_with_fds`]/[`Socket::recv_with_fds`] |
 //! | `getsockopt(SO_PEERCRED)` | [`Socket::peer_cred`] |
-//! | `waitpid` | [`ForkedChild::wait`] |
+//! | `waitpid` | [`Child::wait`], [`Child::wait_timeout`], [`Child::kill`] |
+//! | `fork` + `dup2(end, 3)` + `execve`, with `SOCKPAIR_FD=3` | [`SpawnOptions::spawn`] |
+//! | the child's `atoi(getenv("SOCKPAIR_FD"))` | [`Socket::from_inherited`] |
+//!
+//! # Handing an end to a program
+//!
+//! [`SpawnOptions`] starts any program with its end at a chosen descriptor (3 by
+//! default), announced by an environment variable in the [`Convention`] of its ecosystem:
+//! plain `SOCKPAIR_FD`, Node.js's `NODE_CHANNEL_FD`, systemd's `LISTEN_FDS`/`LISTEN_PID`,
+//! Wayland's `WAYLAND_SOCKET`. The child gets its stdio and its end, nothing else, and no
+//! other child gets its end; it starts as fast as std's plain spawn, even from a large
+//! parent. See `examples/spawn.rs` for both sides.
+//!
+//! # When the other side dies
+//!
+//! Peer death is never a hang, provided every copy of the dead side's end is gone, which
+//! [`fork`] and [`SpawnOptions::spawn`] ensure by closing the parent's copy of the
+//! child's end: a stream or seqpacket end then reads EOF (or `ECONNRESET` once, if the
+//! child died with data of ours unread), and writes fail with `EPIPE`, never `SIGPIPE`.
+//! A datagram pair has no EOF: watch the [`Child`] instead ([`Child::wait_timeout`]).
 //!
 //! System calls return [`std::io::Result`] with the kernel's errno untouched. Every
 //! descriptor is owned ([`std::os::fd::OwnedFd`]) from the moment it exists, and is
@@ -32,16 +51,21 @@
 #![warn(missing_docs)]
 #![deny(clippy::exit)]
 
+mod child;
+mod command;
 mod cred;
 mod fds;
 mod socket;
+mod spawn;
 mod sys;
 mod types;
 
+pub use child::Child;
 pub use cred::PeerCred;
 pub use fds::MAX_FDS_PER_MESSAGE;
 pub use socket::{Socket, pair, pair_with};
-pub use sys::fork::{Fork, ForkedChild, exit_immediately, fork};
+pub use spawn::{Convention, SpawnOptions};
+pub use sys::fork::{Fork, exit_immediately, fork};
 pub use types::{Domain, Flags, Protocol, Type};
 
 /// The README's examples, compiled and run as doc tests.

@@ -1,18 +1,12 @@
 //! [`fork`]: the seed's pattern, a pair shared between a parent and its forked child.
 //!
-//! It lives in `sys` because its public entry point is itself an `unsafe fn`; it is the
-//! one part of `sys` that builds on [`Socket`], the layer above.
+//! It lives in `sys` because its public entry point is itself an `unsafe fn`; with
+//! `Socket::from_inherited` it is the part of `sys` that builds on the layers above.
 
 use std::io;
-use std::os::unix::process::ExitStatusExt;
-use std::process::ExitStatus;
-use std::time::{Duration, Instant};
-
-use rustix::event::{PollFd, PollFlags, Timespec};
-use rustix::io::Errno;
-use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
 
 use super::{exit_immediately as sys_exit, fork as sys_fork};
+use crate::child::Child;
 use crate::socket::{Socket, pair};
 use crate::types::Type;
 
@@ -23,7 +17,7 @@ pub enum Fork {
     /// The original process: the child's end is already closed here.
     Parent {
         /// The child, to wait for or kill.
-        child: ForkedChild,
+        child: Child,
         /// The parent's end of the pair.
         socket: Socket,
     },
@@ -54,7 +48,7 @@ pub enum Fork {
 /// describe errors of their own (not the kernel's), which the child should treat as
 /// fatal anyway.
 ///
-/// The caller also owns the child: [`ForkedChild::wait`] reaps it. A child that is never
+/// The caller also owns the child: [`Child::wait`] reaps it. A child that is never
 /// waited for stays a zombie until this process exits.
 ///
 /// # Examples
@@ -94,10 +88,7 @@ pub unsafe fn fork(ty: Type) -> io::Result<Fork> {
         Some(pid) => {
             drop(child_end);
             Ok(Fork::Parent {
-                child: ForkedChild {
-                    pid: Pid::from_raw(pid).expect("fork returns a positive pid to the parent"),
-                    status: None,
-                },
+                child: Child::from_pid(pid),
                 socket: parent_end,
             })
         }
@@ -115,78 +106,4 @@ pub unsafe fn fork(ty: Type) -> io::Result<Fork> {
 /// exit handlers and flush its buffers a second time, and neither is async-signal-safe.
 pub fn exit_immediately(code: i32) -> ! {
     sys_exit(code)
-}
-
-/// A child made by [`fork`]: its pid, and its exit status once reaped.
-///
-/// Dropping it neither kills nor reaps the child, as with [`std::process::Child`].
-#[derive(Debug)]
-pub struct ForkedChild {
-    pid: Pid,
-    status: Option<ExitStatus>,
-}
-
-impl ForkedChild {
-    /// The child's process id.
-    pub fn id(&self) -> u32 {
-        self.pid.as_raw_pid() as u32
-    }
-
-    /// Waits for the child to exit and reaps it (`waitpid`); later calls return the same
-    /// status.
-    pub fn wait(&mut self) -> io::Result<ExitStatus> {
-        self.reap(WaitOptions::empty())
-            .map(|status| status.expect("a blocking waitpid returns a status"))
-    }
-
-    /// Reaps the child if it has exited, without blocking (`waitpid(WNOHANG)`).
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        self.reap(WaitOptions::NOHANG)
-    }
-
-    /// Waits at most `timeout` for the child to exit (a `pidfd` polled with a timeout),
-    /// reaping it if it did; `Ok(None)` if it is still running.
-    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        if let Some(status) = self.status {
-            return Ok(Some(status));
-        }
-        let pidfd = rustix::process::pidfd_open(self.pid, PidfdFlags::empty())?;
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let left = Timespec::try_from(left).unwrap_or(Timespec {
-                tv_sec: i64::MAX,
-                tv_nsec: 0,
-            });
-            let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, Some(&left)) {
-                Ok(0) => return Ok(None),
-                Ok(_) => return self.try_wait(),
-                Err(Errno::INTR) => continue,
-                Err(err) => return Err(err.into()),
-            }
-        }
-    }
-
-    /// Kills the child with `SIGKILL`; does nothing if it was already reaped. Call
-    /// [`wait`](ForkedChild::wait) afterwards to reap it.
-    pub fn kill(&mut self) -> io::Result<()> {
-        if self.status.is_none() {
-            rustix::process::kill_process(self.pid, Signal::KILL)?;
-        }
-        Ok(())
-    }
-
-    fn reap(&mut self, options: WaitOptions) -> io::Result<Option<ExitStatus>> {
-        if self.status.is_none() {
-            let reaped = loop {
-                match rustix::process::waitpid(Some(self.pid), options) {
-                    Err(Errno::INTR) => continue,
-                    other => break other?,
-                }
-            };
-            self.status = reaped.map(|(_, status)| ExitStatus::from_raw(status.as_raw()));
-        }
-        Ok(self.status)
-    }
 }

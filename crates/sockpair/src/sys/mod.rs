@@ -9,6 +9,8 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod fork;
+mod inherited;
+pub(crate) mod spawn;
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};

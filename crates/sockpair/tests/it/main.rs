@@ -1,8 +1,11 @@
 //! Integration tests against the real kernel: real pairs, real processes.
 
+mod child_mode;
 mod cred;
 mod fds;
 mod fork;
+mod interop;
 mod io;
 mod pair;
+mod spawn;
 mod util;

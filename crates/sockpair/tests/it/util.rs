@@ -62,8 +62,36 @@ pub fn in_fresh_process(name: &str) {
 
 /// The number of descriptors this process has open.
 pub fn open_fds() -> usize {
-    // read_dir holds one descriptor of its own while listing.
-    std::fs::read_dir("/proc/self/fd").unwrap().count() - 1
+    fd_numbers().len()
+}
+
+/// The descriptors this process has open, in order.
+pub fn fd_numbers() -> Vec<i32> {
+    let listed: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|entry| {
+            entry
+                .unwrap()
+                .file_name()
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    // The listing's own descriptor is closed again by now.
+    let mut open: Vec<i32> = listed
+        .into_iter()
+        .filter(|&fd| fd_flags(fd).is_some())
+        .collect();
+    open.sort();
+    open
+}
+
+/// The descriptor flags of `fd` (`F_GETFD`), or `None` if it is not open.
+pub fn fd_flags(fd: i32) -> Option<FdFlags> {
+    // SAFETY: only asking fcntl about a number; a closed one gives EBADF.
+    rustix::io::fcntl_getfd(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }).ok()
 }
 
 /// Whether `fd` is close-on-exec and whether it is non-blocking, read back with `fcntl`.

@@ -1,0 +1,122 @@
+//! [`Child`]: a process started by [`fork`](crate::fork) or
+//! [`SpawnOptions::spawn`](crate::SpawnOptions::spawn), to wait for or kill.
+
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
+
+/// A child process: its pid, its exit status once reaped, and the pipes to its stdio
+/// that the `Command` asked for (as in [`std::process::Child`]).
+///
+/// **Who reaps**: the owner of the `Child`. Call [`wait`](Child::wait) (or
+/// [`wait_timeout`](Child::wait_timeout) and [`kill`](Child::kill)). Dropping it neither
+/// kills nor reaps the process, exactly as with std's `Child`: a child that exits and is
+/// never waited for stays a zombie until this process exits.
+#[derive(Debug)]
+pub struct Child {
+    pid: Pid,
+    status: Option<ExitStatus>,
+    /// The writing end of the child's stdin, if the `Command` set `Stdio::piped()`.
+    pub stdin: Option<ChildStdin>,
+    /// The reading end of the child's stdout, if the `Command` set `Stdio::piped()`.
+    pub stdout: Option<ChildStdout>,
+    /// The reading end of the child's stderr, if the `Command` set `Stdio::piped()`.
+    pub stderr: Option<ChildStderr>,
+}
+
+impl Child {
+    /// A child known by its pid (a positive number, from `fork` or `clone`).
+    pub(crate) fn from_pid(pid: i32) -> Child {
+        Child {
+            pid: Pid::from_raw(pid).expect("a child's pid is positive"),
+            status: None,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    /// Takes over a child that std started; std's `Child` neither waits nor kills on drop.
+    pub(crate) fn from_std(mut child: std::process::Child) -> Child {
+        Child {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+            ..Child::from_pid(child.id() as i32)
+        }
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.pid.as_raw_pid() as u32
+    }
+
+    /// Waits for the child to exit and reaps it (`waitpid`); later calls return the same
+    /// status. Closes the child's stdin pipe first, if any, so it is not left waiting
+    /// for input.
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        drop(self.stdin.take());
+        self.reap(WaitOptions::empty())
+            .map(|status| status.expect("a blocking waitpid returns a status"))
+    }
+
+    /// Reaps the child if it has exited, without blocking (`waitpid(WNOHANG)`).
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.reap(WaitOptions::NOHANG)
+    }
+
+    /// Waits at most `timeout` for the child to exit (a `pidfd` polled with a timeout),
+    /// reaping it if it did; `Ok(None)` if it is still running.
+    ///
+    /// # Errors
+    ///
+    /// `pidfd_open` needs Linux 5.3 or later; before that this fails with `ENOSYS`.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let pidfd = rustix::process::pidfd_open(self.pid, PidfdFlags::empty())?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let left = Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            });
+            let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&left)) {
+                Ok(0) => return Ok(None),
+                Ok(_) => return self.try_wait(),
+                Err(Errno::INTR) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Kills the child with `SIGKILL`; does nothing if it was already reaped. Call
+    /// [`wait`](Child::wait) afterwards to reap it.
+    pub fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_none() {
+            rustix::process::kill_process(self.pid, Signal::KILL)?;
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self, options: WaitOptions) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_none() {
+            let reaped = loop {
+                match rustix::process::waitpid(Some(self.pid), options) {
+                    Err(Errno::INTR) => continue,
+                    other => break other?,
+                }
+            };
+            self.status = reaped.map(|(_, status)| ExitStatus::from_raw(status.as_raw()));
+        }
+        Ok(self.status)
+    }
+}

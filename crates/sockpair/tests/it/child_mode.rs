@@ -1,0 +1,165 @@
+//! The test binary re-executed as a child: when `SOCKPAIR_IT_CHILD` names a mode, the
+//! mode runs before libtest's `main` and the process exits with its result.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use rustix::fs::OFlags;
+use rustix::io::FdFlags;
+use sockpair::Socket;
+
+/// Names the mode; unset in the test process itself.
+pub const MODE: &str = "SOCKPAIR_IT_CHILD";
+/// The descriptor number the child's end is expected at.
+pub const FD: &str = "SOCKPAIR_IT_FD";
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static RUN_CHILD_MODE: extern "C" fn() = run_child_mode;
+
+extern "C" fn run_child_mode() {
+    let Some(mode) = std::env::var(MODE).ok() else {
+        return;
+    };
+    let code = match mode.as_str() {
+        "report" => report(),
+        "echo" => echo(),
+        "flood" => flood(),
+        "inherit" => inherit(),
+        other => {
+            eprintln!("unknown child mode {other}");
+            3
+        }
+    };
+    std::process::exit(code);
+}
+
+/// The end at `$SOCKPAIR_IT_FD`, borrowed.
+fn expected_end() -> BorrowedFd<'static> {
+    let fd: i32 = std::env::var(FD).unwrap().parse().unwrap();
+    // SAFETY: the parent put our end at this number; this process never closes it.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
+
+/// Waits for one byte from the parent, then sends back what this process sees: its
+/// open descriptors, the flags and type of its end, its pid, its cwd, its arguments and
+/// the variables of every convention. One `key=value` per line.
+fn report() -> i32 {
+    let end = expected_end();
+    let mut go = [0; 1];
+    rustix::net::recv(end, &mut go, rustix::net::RecvFlags::empty()).unwrap();
+    let fds: Vec<String> = crate::util::fd_numbers()
+        .iter()
+        .map(i32::to_string)
+        .collect();
+    let mut text = format!("fds={}\n", fds.join(","));
+    text += &format!(
+        "cloexec={}\n",
+        rustix::io::fcntl_getfd(end)
+            .unwrap()
+            .contains(FdFlags::CLOEXEC)
+    );
+    text += &format!(
+        "nonblock={}\n",
+        rustix::fs::fcntl_getfl(end)
+            .unwrap()
+            .contains(OFlags::NONBLOCK)
+    );
+    text += &format!(
+        "type={}\n",
+        rustix::net::sockopt::socket_type(end).unwrap().as_raw()
+    );
+    text += &format!("pid={}\n", std::process::id());
+    text += &format!("cwd={}\n", std::env::current_dir().unwrap().display());
+    text += &format!(
+        "args={}\n",
+        std::env::args().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    for (key, value) in std::env::vars() {
+        let interesting = ["SOCKPAIR_", "NODE_", "LISTEN_", "WAYLAND_", "IT_"];
+        if interesting.iter().any(|prefix| key.starts_with(prefix)) && key != MODE && key != FD {
+            text += &format!("env:{key}={value}\n");
+        }
+    }
+    rustix::net::send(end, text.as_bytes(), rustix::net::SendFlags::empty()).unwrap();
+    0
+}
+
+/// Takes the end from `$SOCKPAIR_FD` and echoes everything back until EOF.
+fn echo() -> i32 {
+    // SAFETY: before main, single-threaded; the descriptor is ours alone.
+    let mut socket = unsafe { Socket::from_inherited("SOCKPAIR_FD") }.unwrap();
+    let mut buf = [0; 65536];
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => return 0,
+            Ok(n) => socket.write_all(&buf[..n]).unwrap(),
+            Err(err) => panic!("echo: {err}"),
+        }
+    }
+}
+
+/// Writes to its end as fast as it can, forever (until killed or the peer closes).
+fn flood() -> i32 {
+    // SAFETY: as in `echo`.
+    let socket = unsafe { Socket::from_inherited("SOCKPAIR_FD") }.unwrap();
+    let chunk = [b'x'; 65536];
+    while (&socket).write_all(&chunk).is_ok() {}
+    0
+}
+
+/// `Socket::from_inherited` on each kind of bad input, then on the real end; then a
+/// grandchild, to show it inherits neither the variable nor the descriptor. Sends one
+/// line per case over the end.
+fn inherit() -> i32 {
+    let fd = expected_end().as_raw_fd();
+    let mut lines = Vec::new();
+    let mut attempt = |label: &str, value: Option<&str>| {
+        // SAFETY: before main, single-threaded.
+        unsafe {
+            match value {
+                Some(value) => std::env::set_var("IT_VAR", value),
+                None => std::env::remove_var("IT_VAR"),
+            }
+        }
+        // SAFETY: as above; on error nothing is taken.
+        match unsafe { Socket::from_inherited("IT_VAR") } {
+            Ok(socket) => {
+                lines.push(format!("{label}: ok"));
+                Some(socket)
+            }
+            Err(err) => {
+                lines.push(format!("{label}: {:?}: {err}", err.kind()));
+                None
+            }
+        }
+    };
+    attempt("missing", None);
+    attempt("text", Some("three"));
+    attempt("negative", Some("-1"));
+    attempt("closed", Some("999"));
+    let file = std::fs::File::open("/dev/null").unwrap();
+    attempt("not a socket", Some(&file.as_raw_fd().to_string()));
+    let socket = attempt("real", Some(&fd.to_string())).expect("the real end is accepted");
+    let flags = rustix::io::fcntl_getfd(&socket).unwrap();
+    lines.push(format!(
+        "cloexec after: {}",
+        flags.contains(FdFlags::CLOEXEC)
+    ));
+    lines.push(format!("var after: {:?}", std::env::var("IT_VAR").ok()));
+    let grandchild = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(r#"echo "${{IT_VAR-unset}}"; if [ -e /proc/$$/fd/{fd} ]; then echo open; else echo closed; fi"#))
+        .output()
+        .unwrap();
+    lines.push(format!(
+        "grandchild: {}",
+        String::from_utf8_lossy(&grandchild.stdout)
+            .replace('\n', " ")
+            .trim()
+    ));
+    (&socket)
+        .write_all((lines.join("\n") + "\n").as_bytes())
+        .unwrap();
+    0
+}
