@@ -205,7 +205,7 @@ fn errno() -> c_int {
 /// ignore it, and an ignored signal stays ignored across exec, as std's own spawn also
 /// undoes), and an empty signal mask.
 fn reset_signals() {
-    for signal in 1..libc::SIGRTMAX() {
+    for signal in 1..=libc::SIGRTMAX() {
         if signal == libc::SIGKILL || signal == libc::SIGSTOP {
             continue;
         }
