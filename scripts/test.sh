@@ -18,3 +18,5 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 cargo test --workspace --all-features "$@"
+# The library without its optional features (serde) must build and pass too.
+cargo test -p sockpair --no-default-features "$@"

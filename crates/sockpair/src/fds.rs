@@ -20,6 +20,20 @@ pub const MAX_FDS_PER_MESSAGE: usize = 253;
 /// credentials, if someone enabled `SO_PASSCRED`) can ever be truncated.
 const RECV_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE));
 
+/// Room for a full `SCM_RIGHTS` message and credentials (`SO_PASSCRED`).
+pub(crate) const RECV_SPACE_WITH_CREDENTIALS: usize =
+    rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE), ScmCredentials(1));
+
+/// What one `recvmsg` brought.
+#[derive(Debug)]
+pub(crate) struct Received {
+    pub bytes: usize,
+    /// The record was longer than the buffer; the rest is lost (`MSG_TRUNC`).
+    pub truncated: bool,
+    /// Some control message came with it (with `SO_PASSCRED`, every record has one).
+    pub control_seen: bool,
+}
+
 impl Socket {
     /// Sends `buf` with descriptors attached (`sendmsg` with `SCM_RIGHTS`, `MSG_NOSIGNAL`).
     ///
@@ -77,19 +91,30 @@ impl Socket {
                 "descriptors on a stream socket need at least one data byte to travel with",
             ));
         }
+        self.send_msg(&[IoSlice::new(buf)], fds, SendFlags::empty())
+    }
+
+    /// `sendmsg` of `iov` with `fds` attached (at most [`MAX_FDS_PER_MESSAGE`]), with
+    /// `MSG_NOSIGNAL` and `flags`.
+    pub(crate) fn send_msg(
+        &self,
+        iov: &[IoSlice<'_>],
+        fds: &[BorrowedFd<'_>],
+        flags: SendFlags,
+    ) -> io::Result<usize> {
         let mut space = [MaybeUninit::uninit(); RECV_SPACE];
         let mut control = SendAncillaryBuffer::new(&mut space);
-        if !fds.is_empty() {
-            // Cannot fail: `space` holds a full SCM_MAX_FD message and we checked the count.
-            let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
-            debug_assert!(pushed);
+        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many descriptors for one message",
+            ));
         }
-        let iov = [IoSlice::new(buf)];
         Ok(rustix::net::sendmsg(
             self,
-            &iov,
+            iov,
             &mut control,
-            SendFlags::NOSIGNAL,
+            SendFlags::NOSIGNAL | flags,
         )?)
     }
 
@@ -110,9 +135,28 @@ impl Socket {
     #[doc(alias = "recvmsg")]
     pub fn recv_with_fds(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
         let mut space = [MaybeUninit::uninit(); RECV_SPACE];
-        let mut control = RecvAncillaryBuffer::new(&mut space);
+        Ok(self
+            .recv_msg(buf, fds, RecvFlags::empty(), &mut space)?
+            .bytes)
+    }
+
+    /// `recvmsg` into `buf` with `MSG_CMSG_CLOEXEC` and `flags`, appending received
+    /// descriptors to `fds`, with `space` for control messages.
+    pub(crate) fn recv_msg(
+        &self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        flags: RecvFlags,
+        space: &mut [MaybeUninit<u8>],
+    ) -> io::Result<Received> {
+        let mut control = RecvAncillaryBuffer::new(space);
         let mut iov = [IoSliceMut::new(buf)];
-        let msg = rustix::net::recvmsg(self, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)?;
+        let msg = rustix::net::recvmsg(
+            self,
+            &mut iov,
+            &mut control,
+            RecvFlags::CMSG_CLOEXEC | flags,
+        )?;
         if msg.flags.contains(ReturnFlags::CTRUNC) {
             // Dropping `control` closes every descriptor that did arrive.
             return Err(io::Error::new(
@@ -120,11 +164,17 @@ impl Socket {
                 "control message truncated (MSG_CTRUNC); the descriptors that arrived were closed",
             ));
         }
+        let mut control_seen = false;
         for message in control.drain() {
+            control_seen = true;
             if let RecvAncillaryMessage::ScmRights(received) = message {
                 fds.extend(received);
             }
         }
-        Ok(msg.bytes)
+        Ok(Received {
+            bytes: msg.bytes,
+            truncated: msg.flags.contains(ReturnFlags::TRUNC),
+            control_seen,
+        })
     }
 }

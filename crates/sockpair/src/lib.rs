@@ -51,18 +51,29 @@
 #![warn(missing_docs)]
 #![deny(clippy::exit)]
 
+mod channel;
 mod child;
 mod command;
 mod cred;
+mod error;
 mod fds;
+pub mod frame;
+mod memfd;
+mod message;
 mod socket;
 mod spawn;
 mod sys;
 mod types;
 
+pub use channel::Channel;
 pub use child::Child;
 pub use cred::PeerCred;
+pub use error::{Error, ErrorKind};
 pub use fds::MAX_FDS_PER_MESSAGE;
+pub use frame::Framing;
+pub use message::Message;
+#[cfg(feature = "serde")]
+pub use message::{Json, Postcard};
 pub use socket::{Socket, pair, pair_with};
 pub use spawn::{Convention, SpawnOptions};
 pub use sys::fork::{Fork, exit_immediately, fork};

@@ -1,5 +1,6 @@
 //! Integration tests against the real kernel: real pairs, real processes.
 
+mod channel;
 mod child_mode;
 mod cred;
 mod fds;

@@ -1,0 +1,517 @@
+//! [`Channel`]: whole messages, typed, with descriptors, over one end of a pair.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, IoSlice};
+use std::marker::PhantomData;
+use std::mem::MaybeUninit;
+use std::ops::Range;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags};
+
+use crate::error::{Error, ErrorKind};
+use crate::fds::{MAX_FDS_PER_MESSAGE, RECV_SPACE_WITH_CREDENTIALS};
+use crate::frame::{DEFAULT_MAX_FRAME_LEN, Decoder, Frame, Framing, frame_parts, length};
+use crate::memfd;
+use crate::message::Message;
+use crate::socket::Socket;
+use crate::types::Type;
+
+/// Receive buffer for records: at least this, or the socket's buffer sizes if larger.
+const MIN_RECORD_BUFFER: usize = 256 * 1024;
+
+/// Whole messages over one end of a pair: `Tx` out, `Rx` in.
+///
+/// The framing follows the socket: on a stream, [`Framing::Length`] (`[u32 big-endian
+/// length][payload]`, which Python's `Connection.send_bytes`/`recv_bytes` speak); on
+/// seqpacket and datagram sockets, [`Framing::Records`] (one message per record, no
+/// header; a message too large for a record travels as a sealed `memfd`). Choose
+/// [`Framing::Lines`] with [`with_framing`](Channel::with_framing) for Node's `json`
+/// IPC. The wire format is specified in `docs/wire-format.md`.
+///
+/// # Examples
+///
+/// ```
+/// use sockpair::{pair, Channel, Type};
+///
+/// let (a, b) = pair(Type::STREAM)?;
+/// let mut a: Channel<String> = Channel::new(a)?;
+/// let mut b: Channel<String> = Channel::new(b)?;
+/// a.send(&"hello".to_string())?;
+/// assert_eq!(b.recv()?, Some("hello".to_string()));
+/// drop(a);
+/// assert_eq!(b.recv()?, None); // a clean end of stream between messages
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Who may block on what (the full-duplex rule)
+///
+/// A send blocks while the peer's receive buffer is full, that is, until the peer reads.
+/// So two processes that both send large messages before either receives can wait for
+/// each other forever. The safe pattern is **request/reply**: one side sends a request
+/// and then receives the reply; the other receives, then replies; neither sends a second
+/// message before reading the answer to the first. If both sides must send freely,
+/// receive on a thread of its own (each end can be [`try_clone`](Socket::try_clone)d
+/// into a second `Channel`). And to bound every wait, set
+/// [`read_timeout`](Channel::read_timeout) and [`write_timeout`](Channel::write_timeout):
+/// a peer that stops reading or answering then costs an [`ErrorKind::TimedOut`], never a
+/// hang. A peer that dies ends the channel: `recv` returns `Ok(None)` (or an error inside
+/// a frame), `send` fails with `EPIPE`.
+pub struct Channel<Tx, Rx = Tx> {
+    socket: Socket,
+    framing: Framing,
+    /// The byte-stream decoder (not used for records).
+    decoder: Decoder,
+    max_frame_len: usize,
+    /// Whether the socket is seqpacket, whose EOF reads like an empty record.
+    seqpacket: bool,
+    record_buffer: Vec<u8>,
+    /// Descriptors received on a byte stream, with the stream offsets of the read that
+    /// brought them (see [`Channel::take_fds`]).
+    fds_in: VecDeque<(Range<u64>, Vec<OwnedFd>)>,
+    scratch: Vec<u8>,
+    read_timeout: Option<Duration>,
+    write_timeout: Option<Duration>,
+    /// A send failed part-way through a frame: the peer's stream is out of step.
+    send_broken: bool,
+    types: PhantomData<fn(&Tx) -> Rx>,
+}
+
+impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
+    /// A channel over `socket`, framed as its type suggests: [`Framing::Length`] on a
+    /// stream, [`Framing::Records`] on seqpacket and datagram sockets.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from asking the socket its type.
+    pub fn new(socket: Socket) -> io::Result<Self> {
+        let framing = if socket.ty()? == Type::STREAM {
+            Framing::Length
+        } else {
+            Framing::Records
+        };
+        Self::with_framing(socket, framing)
+    }
+
+    /// A channel over `socket` with the given framing.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] for byte-stream framings on a seqpacket or datagram
+    /// socket (a read shorter than a record loses the rest of it) and for
+    /// [`Framing::Records`] on a stream; otherwise the kernel's error.
+    pub fn with_framing(socket: Socket, framing: Framing) -> io::Result<Self> {
+        let ty = socket.ty()?;
+        if (framing == Framing::Records) == (ty == Type::STREAM) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{framing:?} framing does not fit a {ty:?} socket"),
+            ));
+        }
+        let seqpacket = ty == Type::SEQPACKET;
+        if seqpacket {
+            // Every record then carries credentials, and the end of stream none: that
+            // tells an empty record from EOF, which both read as 0 bytes.
+            rustix::net::sockopt::set_socket_passcred(&socket, true)?;
+        }
+        Ok(Channel {
+            decoder: Decoder::new(if framing == Framing::Records {
+                Framing::Length
+            } else {
+                framing
+            }),
+            socket,
+            framing,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            seqpacket,
+            record_buffer: Vec::new(),
+            fds_in: VecDeque::new(),
+            scratch: Vec::new(),
+            read_timeout: None,
+            write_timeout: None,
+            send_broken: false,
+            types: PhantomData,
+        })
+    }
+
+    /// The largest message accepted (default [`DEFAULT_MAX_FRAME_LEN`], 64 MiB). A
+    /// larger one is refused before anything is allocated for it, with
+    /// [`ErrorKind::TooLarge`]; on a byte stream the channel then stops receiving
+    /// ([`ErrorKind::Unusable`]), since what follows cannot be trusted to be a frame.
+    pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
+        self.max_frame_len = max;
+        self.decoder.set_max(max);
+        self
+    }
+
+    /// The longest a [`recv`](Channel::recv) may wait for a whole message (default: no
+    /// limit). When it passes, `recv` fails with [`ErrorKind::TimedOut`]; what had
+    /// arrived of the message is kept, and the next `recv` continues it.
+    pub fn read_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// The longest a [`send`](Channel::send) may wait for the peer to make room (default:
+    /// no limit). When it passes, `send` fails with [`ErrorKind::TimedOut`]; if part of
+    /// the message had gone out, the channel stops sending ([`ErrorKind::Unusable`]).
+    pub fn write_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// The framing in use.
+    pub fn framing(&self) -> Framing {
+        self.framing
+    }
+
+    /// The socket underneath.
+    pub fn socket(&self) -> &Socket {
+        &self.socket
+    }
+
+    /// Sends one message.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if the message cannot be encoded (nothing is sent),
+    /// [`ErrorKind::TimedOut`], [`ErrorKind::Unusable`] after a partial send, or
+    /// [`ErrorKind::Io`] with the kernel's error (`EPIPE` once the peer is gone).
+    pub fn send(&mut self, message: &Tx) -> Result<(), Error> {
+        self.send_with_fds(message, &[])
+    }
+
+    /// Sends one message with descriptors; the receiver gets exactly these, in this
+    /// order, with this message (see [`recv_with_fds`](Channel::recv_with_fds)).
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Channel::send); also [`ErrorKind::Fds`] for more than
+    /// [`MAX_FDS_PER_MESSAGE`](crate::MAX_FDS_PER_MESSAGE) descriptors.
+    pub fn send_with_fds(&mut self, message: &Tx, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+        if self.send_broken {
+            return Err(Error::new(
+                ErrorKind::Unusable,
+                "an earlier send stopped part-way through a message; the channel no longer sends",
+            ));
+        }
+        if fds.len() > MAX_FDS_PER_MESSAGE {
+            return Err(Error::new(
+                ErrorKind::Fds,
+                format!(
+                    "{} descriptors in one message; at most {MAX_FDS_PER_MESSAGE}",
+                    fds.len()
+                ),
+            ));
+        }
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let result = message
+            .encode(&mut scratch)
+            .and_then(|payload| self.send_payload(payload, fds));
+        self.scratch = scratch;
+        result
+    }
+
+    fn send_payload(&mut self, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+        let deadline = self.write_timeout.map(|timeout| Instant::now() + timeout);
+        if self.framing == Framing::Records {
+            return self.send_record(payload, fds, deadline);
+        }
+        let mut header = [0; length::MAX_HEADER];
+        let parts = frame_parts(self.framing, payload, &mut header)?;
+        let mut slices = parts.map(IoSlice::new);
+        let mut slices = &mut slices[..];
+        let mut fds = fds;
+        let mut sent_any = false;
+        while !slices.is_empty() {
+            match self.io(deadline, PollFlags::OUT, |socket, flags| {
+                socket.send_msg(slices, fds, send_flags(flags))
+            }) {
+                Ok(n) => {
+                    fds = &[]; // they went with the first byte
+                    sent_any = true;
+                    IoSlice::advance_slices(&mut slices, n);
+                }
+                Err(err) => {
+                    // Anything already out leaves the peer inside a frame.
+                    self.send_broken = sent_any;
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn send_record(
+        &mut self,
+        payload: &[u8],
+        fds: &[BorrowedFd<'_>],
+        deadline: Option<Instant>,
+    ) -> Result<(), Error> {
+        if payload.is_empty() && fds.last().is_some_and(|&fd| memfd::is_sealed(fd)) {
+            return Err(Error::new(
+                ErrorKind::Encode,
+                "an empty message whose last descriptor is a sealed memfd is how a large message \
+                 is marked on records; add a byte or put another descriptor last",
+            ));
+        }
+        let sent = self.io(deadline, PollFlags::OUT, |socket, flags| {
+            socket.send_msg(&[IoSlice::new(payload)], fds, send_flags(flags))
+        });
+        match sent {
+            Err(err) if raw_errno(&err) == Some(libc::EMSGSIZE) => {}
+            other => return other.map(drop),
+        }
+        // Too large for one record: hand it over as a sealed memfd.
+        if fds.len() == MAX_FDS_PER_MESSAGE {
+            return Err(Error::new(
+                ErrorKind::Fds,
+                "a message too large for a record needs one descriptor more than the 253 given",
+            ));
+        }
+        let sealed = memfd::seal(payload)?;
+        let mut all: Vec<BorrowedFd<'_>> = fds.to_vec();
+        all.push(sealed.as_fd());
+        self.io(deadline, PollFlags::OUT, |socket, flags| {
+            socket.send_msg(&[], &all, send_flags(flags))
+        })
+        .map(drop)
+    }
+
+    /// Receives one message; `Ok(None)` at a clean end of stream (the peer closed or
+    /// shut down writing, between messages). Descriptors that came with the message
+    /// are closed: use [`recv_with_fds`](Channel::recv_with_fds) to keep them.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::UnexpectedEof`] if the stream ends inside a message,
+    /// [`ErrorKind::TooLarge`], [`ErrorKind::BadHeader`], [`ErrorKind::Decode`],
+    /// [`ErrorKind::Fds`], [`ErrorKind::TimedOut`], [`ErrorKind::Unusable`] after a
+    /// framing error, or [`ErrorKind::Io`] with the kernel's error.
+    pub fn recv(&mut self) -> Result<Option<Rx>, Error> {
+        self.recv_with_fds(&mut Vec::new())
+    }
+
+    /// Receives one message and appends the descriptors that came with it to `fds`
+    /// (close-on-exec, in the order they were sent).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Channel::recv).
+    pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
+        let deadline = self.read_timeout.map(|timeout| Instant::now() + timeout);
+        let payload = if self.framing == Framing::Records {
+            self.recv_record(fds, deadline)?
+        } else {
+            self.recv_frame(fds, deadline)?
+        };
+        payload.map(Rx::decode).transpose()
+    }
+
+    fn recv_frame(
+        &mut self,
+        fds: &mut Vec<OwnedFd>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        loop {
+            if let Some(Frame {
+                payload,
+                offset,
+                end,
+            }) = self.decoder.next_frame()?
+            {
+                self.take_fds(offset..end, fds)?;
+                return Ok(Some(payload));
+            }
+            let offset = self.decoder.read_offset();
+            let mut arrived = Vec::new();
+            let mut space = [MaybeUninit::uninit(); RECV_SPACE_WITH_CREDENTIALS];
+            let decoder = &mut self.decoder;
+            let received = io_with(&self.socket, deadline, PollFlags::IN, |socket, flags| {
+                socket.recv_msg(decoder.spare(), &mut arrived, recv_flags(flags), &mut space)
+            })?;
+            if !arrived.is_empty() {
+                self.fds_in
+                    .push_back((offset..offset + received.bytes as u64, arrived));
+            }
+            if received.bytes == 0 {
+                self.decoder.eof()?;
+                return match self.fds_in.is_empty() {
+                    true => Ok(None),
+                    false => Err(Error::new(
+                        ErrorKind::Fds,
+                        "descriptors arrived with no frame",
+                    )),
+                };
+            }
+            self.decoder.filled(received.bytes);
+        }
+    }
+
+    /// Moves the descriptors that belong to `frame` (its stream offsets) to `fds`.
+    ///
+    /// The kernel hands over descriptors with the read that takes the data they were
+    /// sent with, and ends that read there: a read may first take data sent earlier
+    /// without descriptors, but never data sent later. Our sender attaches them to the
+    /// `sendmsg` that starts their frame, so they belong to the **last frame that starts
+    /// within the read** that brought them: the frame that starts in that read and does
+    /// not end before the read does.
+    fn take_fds(&mut self, frame: Range<u64>, fds: &mut Vec<OwnedFd>) -> Result<(), Error> {
+        while let Some((read, _)) = self.fds_in.front() {
+            if read.start > frame.start {
+                break; // a later frame's
+            }
+            if frame.end < read.end {
+                break; // a frame starting after this one in the same read takes them
+            }
+            let (read, arrived) = self.fds_in.pop_front().expect("checked above");
+            if !read.contains(&frame.start) {
+                return Err(Error::new(
+                    ErrorKind::Fds,
+                    "descriptors arrived inside a frame, not with its start",
+                ));
+            }
+            fds.extend(arrived);
+        }
+        Ok(())
+    }
+
+    fn recv_record(
+        &mut self,
+        fds: &mut Vec<OwnedFd>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        if self.record_buffer.is_empty() {
+            let socket_buffers = rustix::net::sockopt::socket_send_buffer_size(&self.socket)
+                .map_err(io::Error::from)?
+                .max(
+                    rustix::net::sockopt::socket_recv_buffer_size(&self.socket)
+                        .map_err(io::Error::from)?,
+                );
+            let len = socket_buffers
+                .max(MIN_RECORD_BUFFER)
+                .min(self.max_frame_len.saturating_add(1));
+            self.record_buffer = vec![0; len.max(1)];
+        }
+        let mut arrived = Vec::new();
+        let mut space = [MaybeUninit::uninit(); RECV_SPACE_WITH_CREDENTIALS];
+        let buffer = &mut self.record_buffer;
+        let received = io_with(&self.socket, deadline, PollFlags::IN, |socket, flags| {
+            socket.recv_msg(buffer, &mut arrived, recv_flags(flags), &mut space)
+        })?;
+        if received.truncated || received.bytes > self.max_frame_len {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "a record over the limit of {} bytes (max_frame_len) was dropped",
+                    self.max_frame_len
+                ),
+            ));
+        }
+        if received.bytes == 0 {
+            if self.seqpacket && !received.control_seen {
+                return Ok(None); // no record, no credentials: the end of the stream
+            }
+            if arrived.last().is_some_and(memfd::is_sealed) {
+                let sealed = arrived.pop().expect("checked above");
+                fds.append(&mut arrived);
+                return memfd::read(sealed, self.max_frame_len).map(Some);
+            }
+        }
+        fds.append(&mut arrived);
+        Ok(Some(self.record_buffer[..received.bytes].to_vec()))
+    }
+
+    /// Runs `op` on the socket until it succeeds, waiting for `events` first when there
+    /// is a deadline (and then never blocking in `op` itself).
+    fn io<T>(
+        &self,
+        deadline: Option<Instant>,
+        events: PollFlags,
+        op: impl FnMut(&Socket, bool) -> io::Result<T>,
+    ) -> Result<T, Error> {
+        io_with(&self.socket, deadline, events, op)
+    }
+}
+
+/// See [`Channel::io`]; a free function so that callers can lend other fields to `op`.
+fn io_with<T>(
+    socket: &Socket,
+    deadline: Option<Instant>,
+    events: PollFlags,
+    mut op: impl FnMut(&Socket, bool) -> io::Result<T>,
+) -> Result<T, Error> {
+    loop {
+        if let Some(deadline) = deadline {
+            wait_until(socket, events, deadline)?;
+        }
+        match op(socket, deadline.is_some()) {
+            Ok(value) => return Ok(value),
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock && deadline.is_some() => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// Waits until `socket` is ready for `events`, or fails with `TimedOut` at `deadline`.
+fn wait_until(socket: &Socket, events: PollFlags, deadline: Instant) -> Result<(), Error> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
+            tv_sec: i64::MAX,
+            tv_nsec: 0,
+        });
+        let mut fds = [PollFd::new(socket, events)];
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(0) => {
+                return Err(Error::new(
+                    ErrorKind::TimedOut,
+                    "timed out (read_timeout or write_timeout)",
+                ));
+            }
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => {}
+            Err(err) => return Err(io::Error::from(err).into()),
+        }
+    }
+}
+
+fn send_flags(nonblocking: bool) -> SendFlags {
+    if nonblocking {
+        SendFlags::DONTWAIT
+    } else {
+        SendFlags::empty()
+    }
+}
+
+fn recv_flags(nonblocking: bool) -> RecvFlags {
+    if nonblocking {
+        RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::empty()
+    }
+}
+
+fn raw_errno(err: &Error) -> Option<i32> {
+    std::error::Error::source(err)?
+        .downcast_ref::<io::Error>()?
+        .raw_os_error()
+}
+
+impl<Tx, Rx> fmt::Debug for Channel<Tx, Rx> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Channel")
+            .field("socket", &self.socket)
+            .field("framing", &self.framing)
+            .field("max_frame_len", &self.max_frame_len)
+            .field("read_timeout", &self.read_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .finish_non_exhaustive()
+    }
+}

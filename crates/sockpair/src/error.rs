@@ -1,0 +1,125 @@
+//! [`Error`]: what can go wrong above the system calls, in framing and messages.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong; see [`Error::kind`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A system call failed; [`Error::source`] is the `io::Error`.
+    Io,
+    /// A timeout set on the channel passed before the frame was complete.
+    TimedOut,
+    /// A frame announced or reached more bytes than the channel's `max_frame_len`; it
+    /// was refused before anything was allocated for it.
+    TooLarge,
+    /// A frame header that no sender of this format writes (a negative length).
+    BadHeader,
+    /// The stream ended inside a frame.
+    UnexpectedEof,
+    /// A message could not be encoded (e.g. a line that contains a newline).
+    Encode,
+    /// A frame could not be decoded into the message type (e.g. invalid UTF-8 or JSON).
+    Decode,
+    /// Descriptors arrived where no frame starts, or not all of them arrived.
+    Fds,
+    /// An earlier error left the channel in an unknown place in the stream: it no longer
+    /// sends or receives, rather than resynchronise on garbage.
+    Unusable,
+}
+
+/// An error of the protocol layer ([`Channel`](crate::Channel), framing, messages).
+///
+/// System-call errors keep their `io::Error` as the [`source`](std::error::Error::source)
+/// (and come back out unchanged through `From<Error> for io::Error`).
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|source| source as _)
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(err: io::Error) -> Error {
+        match err.kind() {
+            io::ErrorKind::UnexpectedEof => Error::with_source(
+                ErrorKind::UnexpectedEof,
+                "end of stream inside a frame",
+                err,
+            ),
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+                Error::with_source(ErrorKind::TimedOut, "timed out", err)
+            }
+            _ => Error::with_source(ErrorKind::Io, "I/O error", err),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// An [`ErrorKind::Io`] error gives back the original `io::Error`; the others map to
+    /// the nearest `io::ErrorKind` and keep the `Error` inside.
+    fn from(err: Error) -> io::Error {
+        let kind = match err.kind {
+            ErrorKind::Io => {
+                return match err.source.map(|source| source.downcast::<io::Error>()) {
+                    Some(Ok(original)) => *original,
+                    Some(Err(other)) => io::Error::other(other),
+                    None => io::Error::other(err.message),
+                };
+            }
+            ErrorKind::TimedOut => io::ErrorKind::TimedOut,
+            ErrorKind::UnexpectedEof => io::ErrorKind::UnexpectedEof,
+            ErrorKind::Encode => io::ErrorKind::InvalidInput,
+            ErrorKind::TooLarge
+            | ErrorKind::BadHeader
+            | ErrorKind::Decode
+            | ErrorKind::Fds
+            | ErrorKind::Unusable => io::ErrorKind::InvalidData,
+        };
+        io::Error::new(kind, err)
+    }
+}

@@ -1,0 +1,364 @@
+//! Framing: cutting a byte stream into messages, without system calls.
+//!
+//! [`Framing::Length`] is `[u32 big-endian length][payload]` (Python's
+//! `multiprocessing.connection`, with its escape for lengths above `i32::MAX`);
+//! [`Framing::Lines`] is one payload per `\n`-terminated line (Node's `json` IPC).
+//! [`FrameReader`] and [`write_frame`] apply them to any `Read`/`Write`;
+//! [`Channel`](crate::Channel) uses the same decoder over a socket.
+//!
+//! A frame longer than the reader's `max_frame_len` is refused **before** anything is
+//! allocated for it, and the reader is then unusable: after a bad length nothing in the
+//! stream can be trusted to be a frame boundary.
+
+pub(crate) mod length;
+pub(crate) mod lines;
+
+use std::io::{IoSlice, Read, Write};
+
+use crate::error::{Error, ErrorKind};
+
+/// The default largest frame a reader accepts: 64 MiB. Raise it with
+/// [`FrameReader::max_frame_len`] or [`Channel::max_frame_len`](crate::Channel::max_frame_len).
+pub const DEFAULT_MAX_FRAME_LEN: usize = 64 << 20;
+
+/// How messages are cut out of a byte stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Framing {
+    /// `[u32 big-endian length][payload]`; lengths above `i32::MAX` as `ff ff ff ff` and a
+    /// `u64` big-endian length. What Python's `Connection.send_bytes` writes.
+    Length,
+    /// One payload per line, ended by `\n`; a payload cannot contain `\n`. What Node's
+    /// `json` IPC mode writes.
+    Lines,
+    /// One payload per seqpacket or datagram record: the kernel keeps the boundaries and
+    /// no header is needed. Only for sockets of those types.
+    Records,
+}
+
+/// Payloads up to this size are assembled in the reader's buffer; larger ones are read
+/// straight into a buffer of their exact size.
+const ASSEMBLE_IN_BUFFER: usize = 64 * 1024;
+
+/// A frame cut from the stream, with the stream offsets of its first byte and of the
+/// byte after it (to match it with descriptors that arrived meanwhile).
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub payload: Vec<u8>,
+    pub offset: u64,
+    pub end: u64,
+}
+
+/// A large payload being read into its own buffer.
+#[derive(Debug)]
+struct Partial {
+    payload: Vec<u8>,
+    filled: usize,
+    /// Stream offset of the payload's first byte.
+    payload_offset: u64,
+    frame_offset: u64,
+}
+
+/// The incremental decoder for [`Framing::Length`] and [`Framing::Lines`]: fed with
+/// bytes through [`spare`](Decoder::spare)/[`filled`](Decoder::filled), it hands out
+/// whole frames.
+#[derive(Debug)]
+pub(crate) struct Decoder {
+    framing: Framing,
+    max: usize,
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// Stream offset of `buf[start]`.
+    consumed: u64,
+    partial: Option<Partial>,
+    broken: bool,
+}
+
+impl Decoder {
+    pub(crate) fn new(framing: Framing) -> Decoder {
+        debug_assert!(framing != Framing::Records, "records need no decoder");
+        Decoder {
+            framing,
+            max: DEFAULT_MAX_FRAME_LEN,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            consumed: 0,
+            partial: None,
+            broken: false,
+        }
+    }
+
+    pub(crate) fn set_max(&mut self, max: usize) {
+        self.max = max;
+    }
+
+    /// The next whole frame from what has been fed, `Ok(None)` if more bytes are needed.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, Error> {
+        if self.broken {
+            return Err(unusable());
+        }
+        let result = self.cut();
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+
+    fn cut(&mut self) -> Result<Option<Frame>, Error> {
+        if let Some(partial) = &self.partial {
+            if partial.filled < partial.payload.len() {
+                return Ok(None);
+            }
+            let partial = self.partial.take().expect("checked above");
+            self.consumed = partial.payload_offset + partial.payload.len() as u64;
+            return Ok(Some(Frame {
+                payload: partial.payload,
+                offset: partial.frame_offset,
+                end: self.consumed,
+            }));
+        }
+        let unread = &self.buf[self.start..self.end];
+        let (skip, len, after) = match self.framing {
+            Framing::Lines => match lines::memchr(unread) {
+                Some(len) if len > self.max => return Err(too_large(len as u64, self.max, "line")),
+                Some(len) => (0, len, 1),
+                None if unread.len() > self.max => {
+                    return Err(too_large(unread.len() as u64, self.max, "line"));
+                }
+                None => return Ok(None),
+            },
+            _ => match length::decode_header(unread)? {
+                None => return Ok(None),
+                Some((_, len)) if len > self.max as u64 => {
+                    return Err(too_large(len, self.max, "frame"));
+                }
+                Some((header, len)) => {
+                    let len = len as usize;
+                    if unread.len() - header < len && len > ASSEMBLE_IN_BUFFER {
+                        self.start_partial(header, len);
+                        return Ok(None);
+                    }
+                    (header, len, 0)
+                }
+            },
+        };
+        if unread.len() < skip + len + after {
+            return Ok(None);
+        }
+        let used = skip + len + after;
+        let frame = Frame {
+            payload: unread[skip..skip + len].to_vec(),
+            offset: self.consumed,
+            end: self.consumed + used as u64,
+        };
+        self.start += used;
+        self.consumed += used as u64;
+        Ok(Some(frame))
+    }
+
+    /// Moves the buffered start of a large payload into a buffer of its exact size.
+    fn start_partial(&mut self, header: usize, len: usize) {
+        let begun = &self.buf[self.start + header..self.end];
+        let mut payload = vec![0; len];
+        payload[..begun.len()].copy_from_slice(begun);
+        self.partial = Some(Partial {
+            filled: begun.len(),
+            payload,
+            payload_offset: self.consumed + header as u64,
+            frame_offset: self.consumed,
+        });
+        self.consumed += (self.end - self.start) as u64;
+        self.start = self.end;
+    }
+
+    /// Where the next bytes of the stream should be read to (never empty).
+    pub(crate) fn spare(&mut self) -> &mut [u8] {
+        if let Some(partial) = &mut self.partial {
+            return &mut partial.payload[partial.filled..];
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        if self.end == self.buf.len() {
+            if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                // Full of one unfinished frame (at most max + a header, or a line of
+                // at most max + 1 bytes, since longer ones were refused): grow.
+                let most = ASSEMBLE_IN_BUFFER.max(self.max.saturating_add(length::MAX_HEADER + 1));
+                let grown = (self.buf.len() * 2).clamp(ASSEMBLE_IN_BUFFER, most);
+                self.buf.resize(grown.max(self.buf.len() + 1), 0);
+            }
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records that `n` bytes were read into [`spare`](Decoder::spare).
+    pub(crate) fn filled(&mut self, n: usize) {
+        match &mut self.partial {
+            Some(partial) => partial.filled += n,
+            None => self.end += n,
+        }
+    }
+
+    /// The stream offset the next read lands at.
+    pub(crate) fn read_offset(&self) -> u64 {
+        match &self.partial {
+            Some(partial) => partial.payload_offset + partial.filled as u64,
+            None => self.consumed + (self.end - self.start) as u64,
+        }
+    }
+
+    /// The stream ended: fine between frames, an error inside one.
+    pub(crate) fn eof(&mut self) -> Result<(), Error> {
+        let inside = match &self.partial {
+            Some(partial) => partial.filled as u64 + 1,
+            None => (self.end - self.start) as u64,
+        };
+        if inside == 0 {
+            return Ok(());
+        }
+        self.broken = true;
+        Err(Error::new(
+            ErrorKind::UnexpectedEof,
+            format!("the stream ended inside a frame, {inside} byte(s) into it"),
+        ))
+    }
+}
+
+fn too_large(len: u64, max: usize, what: &str) -> Error {
+    Error::new(
+        ErrorKind::TooLarge,
+        format!("a {what} of {len} bytes is over the limit of {max} (max_frame_len)"),
+    )
+}
+
+pub(crate) fn unusable() -> Error {
+    Error::new(
+        ErrorKind::Unusable,
+        "an earlier framing error left this stream at an unknown place; it is no longer read",
+    )
+}
+
+/// The bytes that carry `payload` as one frame: header, payload, trailer.
+pub(crate) fn frame_parts<'a>(
+    framing: Framing,
+    payload: &'a [u8],
+    header: &'a mut [u8; length::MAX_HEADER],
+) -> Result<[&'a [u8]; 3], Error> {
+    match framing {
+        Framing::Length => Ok([length::encode_header(payload.len(), header), payload, &[]]),
+        Framing::Lines => {
+            lines::check_line(payload)?;
+            Ok([&[], payload, &[lines::NEWLINE]])
+        }
+        Framing::Records => Ok([&[], payload, &[]]),
+    }
+}
+
+/// Writes `payload` as one frame to `writer` (gathering header and payload into as few
+/// writes as the writer allows).
+///
+/// # Errors
+///
+/// [`ErrorKind::Encode`] for a line with a newline in it or for [`Framing::Records`]
+/// (records need a socket); otherwise the writer's error.
+pub fn write_frame(writer: &mut impl Write, framing: Framing, payload: &[u8]) -> Result<(), Error> {
+    if framing == Framing::Records {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            "record framing needs a seqpacket or datagram socket",
+        ));
+    }
+    let mut header = [0; length::MAX_HEADER];
+    let parts = frame_parts(framing, payload, &mut header)?;
+    let mut slices = parts.map(IoSlice::new);
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match writer.write_vectored(slices) {
+            Ok(0) => return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads frames from any `Read`.
+///
+/// # Examples
+///
+/// ```
+/// use sockpair::frame::{write_frame, FrameReader, Framing};
+///
+/// let mut wire = Vec::new();
+/// write_frame(&mut wire, Framing::Length, b"hello")?;
+/// assert_eq!(wire, b"\0\0\0\x05hello");
+///
+/// let mut reader = FrameReader::new(&wire[..], Framing::Length);
+/// assert_eq!(reader.read_frame()?, Some(b"hello".to_vec()));
+/// assert_eq!(reader.read_frame()?, None); // a clean end between frames
+/// # Ok::<(), sockpair::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct FrameReader<R> {
+    reader: R,
+    decoder: Decoder,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// A reader of `framing` frames ([`Framing::Length`] or [`Framing::Lines`]).
+    ///
+    /// # Panics
+    ///
+    /// For [`Framing::Records`], which needs a socket ([`Channel`](crate::Channel)).
+    pub fn new(reader: R, framing: Framing) -> FrameReader<R> {
+        assert!(
+            framing != Framing::Records,
+            "record framing needs a seqpacket or datagram socket"
+        );
+        FrameReader {
+            reader,
+            decoder: Decoder::new(framing),
+        }
+    }
+
+    /// The largest payload accepted (default [`DEFAULT_MAX_FRAME_LEN`]).
+    pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
+        self.decoder.set_max(max);
+        self
+    }
+
+    /// The next frame's payload; `Ok(None)` at a clean end of stream between frames.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::UnexpectedEof`] if the stream ends inside a frame,
+    /// [`ErrorKind::TooLarge`] or [`ErrorKind::BadHeader`] for a frame that cannot be
+    /// accepted (after which the reader is [`ErrorKind::Unusable`]), or the reader's error.
+    pub fn read_frame(&mut self) -> Result<Option<Vec<u8>>, Error> {
+        loop {
+            if let Some(frame) = self.decoder.next_frame()? {
+                return Ok(Some(frame.payload));
+            }
+            match self.reader.read(self.decoder.spare()) {
+                Ok(0) => return self.decoder.eof().map(|()| None),
+                Ok(n) => self.decoder.filled(n),
+                Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// The underlying reader.
+    pub fn into_inner(self) -> R {
+        self.reader
+    }
+}

@@ -1,0 +1,344 @@
+//! `Channel`: whole messages, with descriptors, over every type; limits and timeouts.
+
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use sockpair::{Channel, ErrorKind, Framing, Socket, Type, pair};
+
+use crate::util::{TYPES, watchdog};
+
+fn channels<T: sockpair::Message>(ty: Type) -> (Channel<T>, Channel<T>) {
+    let (a, b) = pair(ty).unwrap();
+    (Channel::new(a).unwrap(), Channel::new(b).unwrap())
+}
+
+fn inode(fd: impl AsFd) -> u64 {
+    rustix::fs::fstat(fd).unwrap().st_ino
+}
+
+#[test]
+fn messages_round_trip_on_every_type_and_end_cleanly() {
+    watchdog(|| {
+        for ty in TYPES {
+            let (mut a, mut b) = channels::<Vec<u8>>(ty);
+            let messages: [&[u8]; 4] = [b"one", b"", b"three", &[0; 1000]];
+            for m in messages {
+                a.send(&m.to_vec()).unwrap();
+            }
+            for m in messages {
+                assert_eq!(b.recv().unwrap().as_deref(), Some(m), "{ty:?}");
+            }
+            if ty != Type::DGRAM {
+                drop(a);
+                assert!(
+                    b.recv().unwrap().is_none(),
+                    "{ty:?}: EOF, not an empty message"
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn an_empty_seqpacket_message_is_not_eof_even_right_before_the_close() {
+    watchdog(|| {
+        let (a, b) = pair(Type::SEQPACKET).unwrap();
+        // Sent before the receiving channel exists, and right before the close.
+        a.send(b"").unwrap();
+        a.send(b"").unwrap();
+        drop(a);
+        let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+        assert_eq!(b.recv().unwrap(), Some(vec![]));
+        assert_eq!(b.recv().unwrap(), Some(vec![]));
+        assert_eq!(b.recv().unwrap(), None);
+    });
+}
+
+#[test]
+fn the_length_format_is_pythons() {
+    let (a, b) = pair(Type::STREAM).unwrap();
+    let mut a: Channel<Vec<u8>> = Channel::new(a).unwrap();
+    a.send(&b"hello".to_vec()).unwrap();
+    let mut buf = [0; 16];
+    let n = b.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"\0\0\0\x05hello");
+}
+
+#[test]
+fn eof_inside_a_frame_is_an_error() {
+    watchdog(|| {
+        for partial in [&b"\0\0"[..], b"\0\0\0\x05hel"] {
+            let (a, b) = pair(Type::STREAM).unwrap();
+            (&a).write_all(partial).unwrap();
+            drop(a);
+            let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+            assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::UnexpectedEof);
+        }
+    });
+}
+
+#[test]
+fn a_frame_over_the_limit_is_refused_and_the_stream_channel_stops() {
+    watchdog(|| {
+        let (a, b) = pair(Type::STREAM).unwrap();
+        // Announces 1 GiB: refused from the header alone, nothing allocated.
+        (&a).write_all(&(1u32 << 30).to_be_bytes()).unwrap();
+        let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+        b.max_frame_len(1 << 20);
+        let err = b.recv().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge, "{err}");
+        assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Unusable);
+
+        let (a, b) = pair(Type::STREAM).unwrap();
+        (&a).write_all(&[0xff, 0xff, 0xff, 0xfe]).unwrap();
+        let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+        assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::BadHeader);
+        assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Unusable);
+    });
+}
+
+#[test]
+fn a_record_over_the_limit_is_dropped_and_the_next_one_arrives() {
+    watchdog(|| {
+        for ty in [Type::SEQPACKET, Type::DGRAM] {
+            let (mut a, mut b) = channels::<Vec<u8>>(ty);
+            b.max_frame_len(10);
+            a.send(&vec![1; 11]).unwrap();
+            a.send(&vec![2; 10]).unwrap();
+            assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::TooLarge, "{ty:?}");
+            assert_eq!(b.recv().unwrap(), Some(vec![2; 10]), "{ty:?}");
+        }
+    });
+}
+
+#[test]
+fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
+    watchdog(|| {
+        // Large messages split across reads; small ones, read late, merge into one read.
+        for (ty, small) in TYPES.into_iter().flat_map(|ty| [(ty, false), (ty, true)]) {
+            let (mut a, mut b) = channels::<Vec<u8>>(ty);
+            let files: Vec<OwnedFd> = (0..6)
+                .map(|_| rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
+                .collect();
+            let expected_inodes: Vec<u64> = files.iter().map(inode).collect();
+            // Message i carries i % 4 descriptors and a size that makes stream reads split
+            // messages at arbitrary places. The sender runs in its own thread.
+            let count = 60;
+            let limit = match (small, ty) {
+                (true, _) => 300,
+                (false, Type::STREAM) => 150_000,
+                (false, _) => 60_000,
+            };
+            let sizes: Vec<usize> = (0..count).map(|i| (i * 7919) % limit).collect();
+            let sizes2 = sizes.clone();
+            let sender = std::thread::spawn(move || {
+                for (i, size) in sizes2.into_iter().enumerate() {
+                    let fds: Vec<_> = files
+                        .iter()
+                        .cycle()
+                        .skip(i)
+                        .take(i % 4)
+                        .map(|f| f.as_fd())
+                        .collect();
+                    a.send_with_fds(&vec![i as u8; size], &fds).unwrap();
+                }
+            });
+            for (i, size) in sizes.into_iter().enumerate() {
+                if small && i % 10 == 0 {
+                    std::thread::sleep(Duration::from_millis(5)); // let messages pile up
+                }
+                let mut fds = Vec::new();
+                let message = b.recv_with_fds(&mut fds).unwrap().unwrap();
+                assert_eq!(message, vec![i as u8; size], "{ty:?} message {i}");
+                let got: Vec<u64> = fds.iter().map(inode).collect();
+                let want: Vec<u64> = expected_inodes
+                    .iter()
+                    .cycle()
+                    .skip(i)
+                    .take(i % 4)
+                    .copied()
+                    .collect();
+                assert_eq!(got, want, "{ty:?} message {i}");
+                for fd in &fds {
+                    assert!(crate::util::cloexec_nonblock(fd).0);
+                }
+            }
+            sender.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn recv_closes_the_descriptors_it_was_not_asked_for() {
+    watchdog(|| {
+        let (mut a, mut b) = channels::<Vec<u8>>(Type::STREAM);
+        let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
+        a.send_with_fds(&b"x".to_vec(), &[pipe_w.as_fd()]).unwrap();
+        drop(pipe_w);
+        assert_eq!(b.recv().unwrap(), Some(b"x".to_vec()));
+        let mut rest = Vec::new();
+        use std::io::Read;
+        assert_eq!(
+            pipe_r.read_to_end(&mut rest).unwrap(),
+            0,
+            "EOF: the received copy was closed"
+        );
+    });
+}
+
+#[test]
+fn sixty_four_mebibytes_on_every_type() {
+    watchdog(|| {
+        let big: Vec<u8> = (0..64usize << 20).map(|i| (i % 251) as u8).collect();
+        for ty in TYPES {
+            let (mut a, mut b) = channels::<Vec<u8>>(ty);
+            let sent = big.clone();
+            let sender = std::thread::spawn(move || a.send(&sent).map(|()| a));
+            let got = b.recv().unwrap().unwrap();
+            assert!(got == big, "{ty:?}: {} bytes back", got.len());
+            let mut a = sender.join().unwrap().unwrap();
+            a.send(&b"after".to_vec()).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(b"after".to_vec()), "{ty:?}");
+        }
+    });
+}
+
+#[test]
+fn a_silent_peer_times_out_and_a_late_frame_still_arrives_whole() {
+    watchdog(|| {
+        let (a, b) = pair(Type::STREAM).unwrap();
+        let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+        b.read_timeout(Some(Duration::from_millis(100)));
+        let start = Instant::now();
+        assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::TimedOut);
+        assert!(
+            start.elapsed() >= Duration::from_millis(100)
+                && start.elapsed() < Duration::from_secs(5)
+        );
+        // Half a frame, a timeout, then the rest: the message arrives whole.
+        (&a).write_all(b"\0\0\0\x06hal").unwrap();
+        assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::TimedOut);
+        (&a).write_all(b"f!!").unwrap();
+        assert_eq!(b.recv().unwrap(), Some(b"half!!".to_vec()));
+    });
+}
+
+#[test]
+fn a_peer_that_stops_reading_costs_a_timeout_not_a_hang() {
+    watchdog(|| {
+        for ty in TYPES {
+            let (a, _b_never_reads) = pair(ty).unwrap();
+            let mut a: Channel<Vec<u8>> = Channel::new(a).unwrap();
+            a.write_timeout(Some(Duration::from_millis(200)));
+            let start = Instant::now();
+            let message = vec![0; 100_000];
+            let err = loop {
+                if let Err(err) = a.send(&message) {
+                    break err;
+                }
+            };
+            assert_eq!(err.kind(), ErrorKind::TimedOut, "{ty:?}: {err}");
+            assert!(start.elapsed() < Duration::from_secs(10));
+            if ty == Type::STREAM {
+                // Part of a frame may have gone out: the channel says so rather than
+                // sending the peer a stream it cannot parse.
+                let next = a.send(&b"x".to_vec());
+                assert!(matches!(
+                    next.map_err(|e| e.kind()),
+                    Err(ErrorKind::Unusable) | Err(ErrorKind::TimedOut)
+                ));
+            }
+        }
+    });
+}
+
+#[test]
+fn request_reply_with_a_child_survives_its_death() {
+    watchdog(|| {
+        let (a, b) = pair(Type::STREAM).unwrap();
+        let mut a: Channel<String> = Channel::new(a).unwrap();
+        drop(b); // the peer dies
+        let err = a.send(&"request".into()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Io);
+        assert_eq!(
+            std::io::Error::from(err).kind(),
+            std::io::ErrorKind::BrokenPipe
+        );
+        assert!(a.recv().unwrap().is_none());
+    });
+}
+
+#[test]
+fn lines_framing_and_its_limits() {
+    watchdog(|| {
+        let (a, b) = pair(Type::STREAM).unwrap();
+        let mut a: Channel<String> = Channel::with_framing(a, Framing::Lines).unwrap();
+        let mut b: Channel<String> = Channel::with_framing(b, Framing::Lines).unwrap();
+        a.send(&"{\"n\":1}".into()).unwrap();
+        assert_eq!(
+            a.send(&"two\nlines".into()).unwrap_err().kind(),
+            ErrorKind::Encode
+        );
+        assert_eq!(b.recv().unwrap(), Some("{\"n\":1}".into()));
+        b.max_frame_len(8);
+        a.send(&"123456789".into()).unwrap();
+        assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::TooLarge);
+    });
+}
+
+#[test]
+fn framings_that_do_not_fit_the_socket_are_refused() {
+    let (a, b) = pair(Type::SEQPACKET).unwrap();
+    assert!(Channel::<Vec<u8>>::with_framing(a, Framing::Length).is_err());
+    let (c, _d) = pair(Type::STREAM).unwrap();
+    assert!(Channel::<Vec<u8>>::with_framing(c, Framing::Records).is_err());
+    let _ok: Channel<Vec<u8>> = Channel::with_framing(b, Framing::Records).unwrap();
+}
+
+#[test]
+fn strings_must_be_utf8() {
+    let (a, b) = pair(Type::STREAM).unwrap();
+    let mut a: Channel<Vec<u8>> = Channel::new(a).unwrap();
+    let mut b: Channel<String> = Channel::new(b).unwrap();
+    a.send(&vec![0xff, 0xfe]).unwrap();
+    assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Decode);
+}
+
+#[test]
+#[cfg(feature = "serde")]
+fn typed_messages_with_serde() {
+    use serde::{Deserialize, Serialize};
+    use sockpair::{Json, Postcard};
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Point {
+        x: i32,
+        label: String,
+    }
+    let p = Point {
+        x: -3,
+        label: "here".into(),
+    };
+    let (a, b) = pair(Type::STREAM).unwrap();
+    let (mut a, mut b): (Channel<Postcard<Point>>, Channel<Postcard<Point>>) =
+        (Channel::new(a).unwrap(), Channel::new(b).unwrap());
+    a.send(&Postcard(Point {
+        x: -3,
+        label: "here".into(),
+    }))
+    .unwrap();
+    assert_eq!(
+        b.recv().unwrap(),
+        Some(Postcard(Point {
+            x: -3,
+            label: "here".into()
+        }))
+    );
+
+    let (c, d) = pair(Type::SEQPACKET).unwrap();
+    let mut c: Channel<Json<Point>> = Channel::new(c).unwrap();
+    c.send(&Json(p)).unwrap();
+    let mut buf = [0; 64];
+    let n = Socket::from(OwnedFd::from(d)).recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], br#"{"x":-3,"label":"here"}"#);
+}
