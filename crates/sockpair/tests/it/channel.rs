@@ -4,7 +4,7 @@ use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
-use sockpair::{Channel, ErrorKind, Framing, Socket, Type, pair};
+use sockpair::{Channel, ErrorKind, Framing, Type, pair};
 
 use crate::util::{TYPES, watchdog};
 
@@ -339,6 +339,6 @@ fn typed_messages_with_serde() {
     let mut c: Channel<Json<Point>> = Channel::new(c).unwrap();
     c.send(&Json(p)).unwrap();
     let mut buf = [0; 64];
-    let n = Socket::from(OwnedFd::from(d)).recv(&mut buf).unwrap();
+    let n = d.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], br#"{"x":-3,"label":"here"}"#);
 }
