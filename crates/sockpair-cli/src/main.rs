@@ -42,6 +42,17 @@ enum Command {
         /// LISTEN_PID, LISTEN_FDNAMES=sockpair, at fd 3.
         #[arg(long, conflicts_with = "env")]
         systemd: bool,
+        /// How messages cross the pair. raw: bytes as they come; lines: one stdin line =
+        /// one message, one message = one stdout line; length: the same, as 4-byte
+        /// big-endian length frames (Python's Connection.send_bytes/recv_bytes). On
+        /// seqpacket and dgram pairs, lines and length send one record per line.
+        #[arg(long, value_enum, default_value_t = run::Framing::Raw)]
+        framing: run::Framing,
+        /// Talk to a Node.js child over its IPC channel (NODE_CHANNEL_FD, json mode):
+        /// each stdin line must be one JSON message for process.on('message'); what the
+        /// child process.send()s comes out as JSON lines.
+        #[arg(long, conflicts_with_all = ["env", "systemd", "framing"])]
+        node: bool,
         /// The program and its arguments (after --).
         #[arg(
             required = true,
@@ -107,6 +118,8 @@ fn main() -> ExitCode {
             fd,
             env,
             systemd,
+            framing,
+            node,
             command,
         } => {
             let mut command = command.into_iter();
@@ -115,6 +128,8 @@ fn main() -> ExitCode {
                 fd,
                 env,
                 systemd,
+                framing,
+                node,
                 program: command.next().expect("clap requires a program"),
                 args: command.collect(),
             })

@@ -1,14 +1,16 @@
 //! `sockpair run`: a program with one end of a pair at fd N, bridged to our stdio.
 
 use std::ffi::OsString;
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::process::{Command, ExitCode, ExitStatus};
+use std::sync::mpsc;
+use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{Context, anyhow};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags};
-use sockpair::{Child, Convention, Socket, SpawnOptions, Type};
+use sockpair::{Channel, Child, Convention, Socket, SpawnOptions, Type};
 
 /// What `sockpair run` was asked to do.
 #[derive(Debug)]
@@ -17,8 +19,21 @@ pub struct Run {
     pub fd: i32,
     pub env: String,
     pub systemd: bool,
+    pub framing: Framing,
+    pub node: bool,
     pub program: OsString,
     pub args: Vec<OsString>,
+}
+
+/// How `run` cuts its stdin and the socket into messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Framing {
+    /// Bytes as they come.
+    Raw,
+    /// One line = one message (newline-delimited on a stream).
+    Lines,
+    /// One line = one message, as a 4-byte big-endian length frame on a stream.
+    Length,
 }
 
 /// Exit status after our stdout was closed under us, as if SIGPIPE had ended us.
@@ -29,6 +44,8 @@ const STDOUT_CLOSED: u8 = 128 + 13;
 pub fn run(run: Run) -> anyhow::Result<ExitCode> {
     let convention = if run.systemd {
         Convention::Systemd
+    } else if run.node {
+        Convention::Node
     } else {
         Convention::Plain { env: run.env }
     };
@@ -42,11 +59,28 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("spawn '{}'", run.program.to_string_lossy()))?;
 
     let to_child = socket.try_clone().context("clone the socket")?;
-    let ty = run.ty;
-    // Never joined: if stdin stays open after the child is gone, we exit without it.
-    std::thread::spawn(move || copy_stdin(&to_child, ty));
-
-    match copy_to_stdout(&socket, &child) {
+    let framing = match (run.node, run.framing, run.ty == Type::STREAM) {
+        (true, ..) | (false, Framing::Lines, true) => Some(sockpair::Framing::Lines),
+        (false, Framing::Length, true) => Some(sockpair::Framing::Length),
+        (false, Framing::Lines | Framing::Length, false) => Some(sockpair::Framing::Records),
+        (false, Framing::Raw, _) => None,
+    };
+    let copied = match framing {
+        None => {
+            let ty = run.ty;
+            // Never joined: if stdin stays open after the child is gone, we exit without it.
+            std::thread::spawn(move || copy_stdin(&to_child, ty));
+            copy_to_stdout(&socket, &child)
+        }
+        Some(framing) => {
+            let (errors, stdin_error) = mpsc::channel();
+            let to_child = Channel::with_framing(to_child, framing)?;
+            let node = run.node;
+            std::thread::spawn(move || send_lines(to_child, node, &errors));
+            copy_messages_to_stdout(Channel::with_framing(socket, framing)?, &mut child, &stdin_error)
+        }
+    };
+    match copied {
         Ok(Copied::All) => {}
         Ok(Copied::StdoutClosed) => {
             end(&mut child);
@@ -150,6 +184,84 @@ fn copy_to_stdout(socket: &Socket, child: &Child) -> anyhow::Result<Copied> {
                     Err(err) if err.kind() == ErrorKind::ConnectionReset => return Ok(Copied::All),
                     Err(err) => return Err(err).context("read from the child"),
                 }
+            }
+        }
+    }
+}
+
+/// Our stdin, one line per message; with `node`, each line must be one JSON value.
+/// Reports a bad line on `errors` and stops (nothing of it is sent); at EOF half-closes.
+fn send_lines(mut channel: Channel<Vec<u8>>, node: bool, errors: &mpsc::Sender<anyhow::Error>) {
+    for (index, line) in io::stdin().lock().split(b'\n').enumerate() {
+        let line = match line {
+            Ok(line) => line,
+            Err(err) => {
+                let _ = errors.send(anyhow!(err).context("read stdin"));
+                return;
+            }
+        };
+        if node && let Err(why) = check_json(&line) {
+            let _ = errors.send(anyhow!("stdin line {}: {why}; nothing of it was sent", index + 1));
+            return;
+        }
+        if channel.send(&line).is_err() {
+            return; // the child is gone
+        }
+    }
+    let _ = channel.socket().shutdown(Shutdown::Write);
+}
+
+/// Whether `line` is one JSON value, as Node's IPC reader needs: an empty line or
+/// invalid JSON would kill the child.
+fn check_json(line: &[u8]) -> Result<(), String> {
+    if line.iter().all(u8::is_ascii_whitespace) {
+        return Err("empty line: Node's IPC channel takes one JSON message per line".into());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(line)
+        .map(drop)
+        .map_err(|err| format!("invalid JSON: {err}"))
+}
+
+/// How often the message copy looks at the child and at our stdin thread.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Messages from the child, one per stdout line, until the end of the stream or the
+/// child's exit; stops with the stdin thread's error if it reports one.
+fn copy_messages_to_stdout(
+    mut channel: Channel<Vec<u8>>,
+    child: &mut Child,
+    stdin_error: &mpsc::Receiver<anyhow::Error>,
+) -> anyhow::Result<Copied> {
+    channel.read_timeout(Some(TICK));
+    let mut stdout = io::stdout().lock();
+    let mut exited = false;
+    loop {
+        if let Ok(err) = stdin_error.try_recv() {
+            return Err(err);
+        }
+        match channel.recv() {
+            Ok(Some(message)) => {
+                let written = stdout.write_all(&message).and_then(|()| stdout.write_all(b"\n"));
+                if let Err(err) = written.and_then(|()| stdout.flush()) {
+                    if err.kind() == ErrorKind::BrokenPipe {
+                        return Ok(Copied::StdoutClosed);
+                    }
+                    return Err(err).context("write to stdout");
+                }
+            }
+            Ok(None) => return Ok(Copied::All),
+            Err(err) if err.kind() == sockpair::ErrorKind::TimedOut => {
+                if exited {
+                    return Ok(Copied::All); // gone, and nothing more came within a tick
+                }
+                exited = child.try_wait().context("check on the child")?.is_some();
+            }
+            Err(err) => {
+                let err = io::Error::from(err);
+                if err.kind() == ErrorKind::ConnectionReset {
+                    return Ok(Copied::All);
+                }
+                return Err(err).context("receive from the child");
             }
         }
     }
