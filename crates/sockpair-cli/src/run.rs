@@ -77,7 +77,11 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
             let to_child = Channel::with_framing(to_child, framing)?;
             let node = run.node;
             std::thread::spawn(move || send_lines(to_child, node, &errors));
-            copy_messages_to_stdout(Channel::with_framing(socket, framing)?, &mut child, &stdin_error)
+            copy_messages_to_stdout(
+                Channel::with_framing(socket, framing)?,
+                &mut child,
+                &stdin_error,
+            )
         }
     };
     match copied {
@@ -201,7 +205,10 @@ fn send_lines(mut channel: Channel<Vec<u8>>, node: bool, errors: &mpsc::Sender<a
             }
         };
         if node && let Err(why) = check_json(&line) {
-            let _ = errors.send(anyhow!("stdin line {}: {why}; nothing of it was sent", index + 1));
+            let _ = errors.send(anyhow!(
+                "stdin line {}: {why}; nothing of it was sent",
+                index + 1
+            ));
             return;
         }
         if channel.send(&line).is_err() {
@@ -241,7 +248,9 @@ fn copy_messages_to_stdout(
         }
         match channel.recv() {
             Ok(Some(message)) => {
-                let written = stdout.write_all(&message).and_then(|()| stdout.write_all(b"\n"));
+                let written = stdout
+                    .write_all(&message)
+                    .and_then(|()| stdout.write_all(b"\n"));
                 if let Err(err) = written.and_then(|()| stdout.flush()) {
                     if err.kind() == ErrorKind::BrokenPipe {
                         return Ok(Copied::StdoutClosed);

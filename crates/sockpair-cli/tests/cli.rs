@@ -308,8 +308,25 @@ fn run_lines_and_length_framing_carry_one_message_per_line() {
     for ty in ["stream", "seqpacket", "dgram"] {
         // On records each line is one record; one `dd` read takes exactly one.
         let script = "for i in 1 2; do dd bs=65536 count=1 status=none <&3 | tr a-z A-Z >&3; done";
-        let script = if ty == "stream" { "tr a-z A-Z <&3 >&3" } else { script };
-        let out = sockpair_with_input(&["run", "--type", ty, "--framing", "lines", "--", "sh", "-c", script], b"one\ntwo\n");
+        let script = if ty == "stream" {
+            "tr a-z A-Z <&3 >&3"
+        } else {
+            script
+        };
+        let out = sockpair_with_input(
+            &[
+                "run",
+                "--type",
+                ty,
+                "--framing",
+                "lines",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ],
+            b"one\ntwo\n",
+        );
         assert!(out.status.success(), "{ty}: {out:?}");
         assert_eq!(stdout(&out), "ONE\nTWO\n", "{ty}");
     }
@@ -330,9 +347,24 @@ while True:
 
 #[test]
 fn run_length_framing_speaks_pythons_connection() {
-    let out = sockpair_with_input(&["run", "--framing", "length", "--", "python3", "-c", PYTHON_UPPER], b"one\n\nthree");
+    let out = sockpair_with_input(
+        &[
+            "run",
+            "--framing",
+            "length",
+            "--",
+            "python3",
+            "-c",
+            PYTHON_UPPER,
+        ],
+        b"one\n\nthree",
+    );
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(stdout(&out), "ONE\n\nTHREE\n", "an empty line is an empty message");
+    assert_eq!(
+        stdout(&out),
+        "ONE\n\nTHREE\n",
+        "an empty line is an empty message"
+    );
 }
 
 /// A Node child that logs each message on stderr and answers `{"got": message}`.
@@ -342,29 +374,56 @@ process.on('message', (m) => { console.error('child got ' + JSON.stringify(m)); 
 
 #[test]
 fn run_node_prints_what_the_child_sends_as_json_lines() {
-    let out = sockpair_with_input(&["run", "--node", "--", "node", "-e", NODE_CHILD], b"{\"n\":1}\n[2]\n");
+    let out = sockpair_with_input(
+        &["run", "--node", "--", "node", "-e", NODE_CHILD],
+        b"{\"n\":1}\n[2]\n",
+    );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(stdout(&out), "{\"got\":{\"n\":1}}\n{\"got\":[2]}\n");
 }
 
 #[test]
 fn run_node_refuses_a_bad_line_by_number_and_sends_nothing_of_it() {
-    for (input, why) in [(&b"{\"n\":1}\n\n[3]\n"[..], "empty line"), (b"{\"n\":1}\n{oops\n[3]\n", "invalid JSON")] {
+    for (input, why) in [
+        (&b"{\"n\":1}\n\n[3]\n"[..], "empty line"),
+        (b"{\"n\":1}\n{oops\n[3]\n", "invalid JSON"),
+    ] {
         let out = sockpair_with_input(&["run", "--node", "--", "node", "-e", NODE_CHILD], input);
         assert_eq!(out.status.code(), Some(2), "{out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
-        let ours: Vec<&str> = err.lines().filter(|line| line.starts_with("sockpair:")).collect();
+        let ours: Vec<&str> = err
+            .lines()
+            .filter(|line| line.starts_with("sockpair:"))
+            .collect();
         assert_eq!(ours.len(), 1, "{err}");
-        assert!(ours[0].starts_with(&format!("sockpair: stdin line 2: {why}")), "{err}");
-        assert!(!err.contains("child got [3]") && !err.contains("oops"), "{err}");
+        assert!(
+            ours[0].starts_with(&format!("sockpair: stdin line 2: {why}")),
+            "{err}"
+        );
+        assert!(
+            !err.contains("child got [3]") && !err.contains("oops"),
+            "{err}"
+        );
     }
 }
 
 #[test]
 fn run_node_needs_a_stream() {
     assert_usage_error(
-        &sockpair(&["run", "--node", "--type", "seqpacket", "--", "node", "-e", ""]),
+        &sockpair(&[
+            "run",
+            "--node",
+            "--type",
+            "seqpacket",
+            "--",
+            "node",
+            "-e",
+            "",
+        ]),
         "sockpair: spawn 'node': Node's IPC channel needs a stream pair",
     );
-    assert_usage_error(&sockpair(&["run", "--node", "--framing", "length", "--", "true"]), "sockpair: the argument");
+    assert_usage_error(
+        &sockpair(&["run", "--node", "--framing", "length", "--", "true"]),
+        "sockpair: the argument",
+    );
 }

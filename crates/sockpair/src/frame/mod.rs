@@ -362,3 +362,189 @@ impl<R: Read> FrameReader<R> {
         self.reader
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A `Read` that hands out `data` in chunks of the given sizes (cycled), as a socket
+    /// might.
+    struct Chunked {
+        data: Vec<u8>,
+        at: usize,
+        sizes: Vec<usize>,
+        turn: usize,
+    }
+
+    impl Read for Chunked {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let size = self.sizes[self.turn % self.sizes.len()].max(1);
+            self.turn += 1;
+            let n = size.min(buf.len()).min(self.data.len() - self.at);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+            self.at += n;
+            Ok(n)
+        }
+    }
+
+    fn reader(
+        data: Vec<u8>,
+        sizes: Vec<usize>,
+        framing: Framing,
+        max: usize,
+    ) -> FrameReader<Chunked> {
+        let mut reader = FrameReader::new(
+            Chunked {
+                data,
+                at: 0,
+                sizes,
+                turn: 0,
+            },
+            framing,
+        );
+        reader.max_frame_len(max);
+        reader
+    }
+
+    fn encode(framing: Framing, payloads: &[Vec<u8>]) -> Vec<u8> {
+        let mut wire = Vec::new();
+        for payload in payloads {
+            write_frame(&mut wire, framing, payload).unwrap();
+        }
+        wire
+    }
+
+    fn framings() -> impl Strategy<Value = Framing> {
+        prop_oneof![Just(Framing::Length), Just(Framing::Lines)]
+    }
+
+    /// Payloads a framing can carry (no newline in a line).
+    fn payloads(framing: Framing) -> impl Strategy<Value = Vec<Vec<u8>>> {
+        let byte = if framing == Framing::Lines {
+            (0u8..=255)
+                .prop_filter("no newline", |b| *b != b'\n')
+                .boxed()
+        } else {
+            any::<u8>().boxed()
+        };
+        prop::collection::vec(prop::collection::vec(byte, 0..3000), 0..8)
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(
+            framing in framings(),
+            data in prop::collection::vec(any::<u8>(), 0..4096),
+            sizes in prop::collection::vec(1usize..64, 1..8),
+            max in 0usize..2048,
+        ) {
+            let mut reader = reader(data, sizes, framing, max);
+            for _ in 0..10_000 {
+                match reader.read_frame() {
+                    Ok(Some(frame)) => prop_assert!(frame.len() <= max),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+
+        #[test]
+        fn frames_come_back_whole_however_the_stream_is_cut(
+            (framing, sent) in framings().prop_flat_map(|f| (Just(f), payloads(f))),
+            sizes in prop::collection::vec(1usize..5000, 1..8),
+        ) {
+            let mut reader = reader(encode(framing, &sent), sizes, framing, DEFAULT_MAX_FRAME_LEN);
+            for payload in &sent {
+                let frame = reader.read_frame().unwrap();
+                prop_assert_eq!(frame.as_ref(), Some(payload));
+            }
+            prop_assert_eq!(reader.read_frame().unwrap(), None);
+        }
+
+        #[test]
+        fn a_stream_cut_inside_a_frame_is_unexpected_eof(
+            (framing, sent) in framings().prop_flat_map(|f| (Just(f), payloads(f))),
+            cut in any::<prop::sample::Index>(),
+            sizes in prop::collection::vec(1usize..5000, 1..8),
+        ) {
+            let wire = encode(framing, &sent);
+            prop_assume!(!wire.is_empty());
+            let cut = cut.index(wire.len());
+            // Frame boundaries are where a whole number of frames ends.
+            let mut boundaries = vec![0];
+            for payload in &sent {
+                boundaries.push(boundaries.last().unwrap() + encode(framing, std::slice::from_ref(payload)).len());
+            }
+            prop_assume!(!boundaries.contains(&cut));
+            let mut reader = reader(wire[..cut].to_vec(), sizes, framing, DEFAULT_MAX_FRAME_LEN);
+            let err = loop {
+                match reader.read_frame() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("a clean end at {cut}, inside a frame"),
+                    Err(err) => break err,
+                }
+            };
+            prop_assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+        }
+
+        #[test]
+        fn a_frame_over_the_limit_is_refused_and_the_reader_stops(
+            framing in framings(),
+            max in 0usize..1000,
+            extra in 1usize..1000,
+            sizes in prop::collection::vec(1usize..64, 1..8),
+        ) {
+            let wire = encode(framing, &[vec![b'x'; max + extra], b"after".to_vec()]);
+            let mut reader = reader(wire, sizes, framing, max);
+            prop_assert_eq!(reader.read_frame().unwrap_err().kind(), ErrorKind::TooLarge);
+            prop_assert_eq!(reader.read_frame().unwrap_err().kind(), ErrorKind::Unusable);
+        }
+
+        #[test]
+        fn any_length_header_is_parsed_or_refused(header in prop::collection::vec(any::<u8>(), 0..16)) {
+            match length::decode_header(&header) {
+                Ok(Some((4, len))) => prop_assert!(len <= i32::MAX as u64),
+                Ok(Some((12, _))) => prop_assert_eq!(&header[..4], &[0xff; 4]),
+                Ok(Some(other)) => prop_assert!(false, "odd header length {:?}", other),
+                Ok(None) => prop_assert!(header.len() < 12),
+                Err(err) => prop_assert_eq!(err.kind(), ErrorKind::BadHeader),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn large_and_small_frames_mixed_come_back_whole(
+            lens in prop::collection::vec(prop_oneof![0usize..100, 60_000usize..200_000], 1..6),
+            sizes in prop::collection::vec(1usize..100_000, 1..6),
+        ) {
+            let sent: Vec<Vec<u8>> = lens.iter().enumerate().map(|(i, &len)| vec![i as u8; len]).collect();
+            let mut reader = reader(encode(Framing::Length, &sent), sizes, Framing::Length, DEFAULT_MAX_FRAME_LEN);
+            for payload in &sent {
+                let frame = reader.read_frame().unwrap();
+                prop_assert!(frame.as_ref() == Some(payload));
+            }
+            prop_assert_eq!(reader.read_frame().unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn a_large_frame_is_read_into_a_buffer_of_its_own_size() {
+        let payload = vec![7; 1 << 20];
+        let mut reader = reader(
+            encode(Framing::Length, std::slice::from_ref(&payload)),
+            vec![4096],
+            Framing::Length,
+            2 << 20,
+        );
+        let frame = reader.read_frame().unwrap().unwrap();
+        assert!(frame == payload);
+        assert_eq!(
+            frame.capacity(),
+            1 << 20,
+            "no spare capacity: allocated once, at its size"
+        );
+    }
+}

@@ -101,14 +101,28 @@ fn a_python_connection_child_exchanges_messages_both_ways() {
         channel.send(&b"hello".to_vec()).unwrap();
         assert_eq!(channel.recv().unwrap(), Some(b"olleh".to_vec()));
         channel.send(&Vec::new()).unwrap();
-        assert_eq!(channel.recv().unwrap(), Some(Vec::new()), "an empty message both ways");
+        assert_eq!(
+            channel.recv().unwrap(),
+            Some(Vec::new()),
+            "an empty message both ways"
+        );
         let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
         channel.send(&big).unwrap();
         let mut reversed = big.clone();
         reversed.reverse();
-        assert!(channel.recv().unwrap() == Some(reversed), "2 MB reversed by Python");
-        channel.socket().shutdown(std::net::Shutdown::Write).unwrap();
-        assert_eq!(channel.recv().unwrap(), Some(vec![b'x'; 1_500_000]), "1.5 MB from Python");
+        assert!(
+            channel.recv().unwrap() == Some(reversed),
+            "2 MB reversed by Python"
+        );
+        channel
+            .socket()
+            .shutdown(std::net::Shutdown::Write)
+            .unwrap();
+        assert_eq!(
+            channel.recv().unwrap(),
+            Some(vec![b'x'; 1_500_000]),
+            "1.5 MB from Python"
+        );
         assert_eq!(channel.recv().unwrap(), None);
         assert!(child.wait().unwrap().success());
     });
@@ -121,10 +135,18 @@ fn a_node_child_exchanges_json_messages_with_a_channel() {
     watchdog(|| {
         let mut cmd = Command::new("node");
         cmd.args(["-e", NODE_CHILD]);
-        let (mut child, socket) = SpawnOptions::new().convention(Convention::Node).spawn(&mut cmd).unwrap();
-        let mut channel: Channel<Json<serde_json::Value>> = Channel::with_framing(socket, Framing::Lines).unwrap();
+        let (mut child, socket) = SpawnOptions::new()
+            .convention(Convention::Node)
+            .spawn(&mut cmd)
+            .unwrap();
+        let mut channel: Channel<Json<serde_json::Value>> =
+            Channel::with_framing(socket, Framing::Lines).unwrap();
         channel.read_timeout(Some(Duration::from_secs(20)));
-        let messages = [serde_json::json!({"n": 1, "s": "a\nb"}), serde_json::json!([1, 2]), serde_json::json!("text")];
+        let messages = [
+            serde_json::json!({"n": 1, "s": "a\nb"}),
+            serde_json::json!([1, 2]),
+            serde_json::json!("text"),
+        ];
         for message in &messages {
             channel.send(&Json(message.clone())).unwrap();
         }
@@ -132,9 +154,18 @@ fn a_node_child_exchanges_json_messages_with_a_channel() {
             let Json(reply) = channel.recv().unwrap().expect("a reply");
             assert_eq!(reply, serde_json::json!({ "got": message }));
         }
-        channel.socket().shutdown(std::net::Shutdown::Write).unwrap();
-        assert!(channel.recv().unwrap().is_none(), "Node closes its end on disconnect");
-        let status = child.wait_timeout(Duration::from_secs(20)).unwrap().expect("node exits");
+        channel
+            .socket()
+            .shutdown(std::net::Shutdown::Write)
+            .unwrap();
+        assert!(
+            channel.recv().unwrap().is_none(),
+            "Node closes its end on disconnect"
+        );
+        let status = child
+            .wait_timeout(Duration::from_secs(20))
+            .unwrap()
+            .expect("node exits");
         assert_eq!(status.code(), Some(42), "'disconnect' fired");
     });
 }
