@@ -1,7 +1,13 @@
 //! Shared pieces of sockpair's benchmarks: pinning, interleaved rounds, medians.
 //! Each benchmark in `benches/` prints ratios against a baseline measured in the same run.
 
+use std::io::{Read, Write};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::{IpcReceiver, IpcSender};
+use serde::{Deserialize, Serialize};
+use sockpair::{Socket, SpawnOptions};
 
 /// Pins this process (and so the children it starts) to one CPU, so that both sides of
 /// every measurement share it: on small virtual machines a cross-CPU wake-up costs more
@@ -40,4 +46,133 @@ pub fn interleaved(
         }
     }
     samples.iter_mut().map(|s| median(s)).collect()
+}
+
+/// `send(fd, buf, MSG_NOSIGNAL)` straight through libc, the baseline every ratio is
+/// against; returns bytes sent or a negative value.
+pub fn libc_send(fd: std::os::fd::RawFd, buf: &[u8]) -> isize {
+    // SAFETY: `buf` is a valid slice for the call's duration; `fd` is a number.
+    unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) }
+}
+
+/// `recv(fd, buf, 0)` straight through libc.
+pub fn libc_recv(fd: std::os::fd::RawFd, buf: &mut [u8]) -> isize {
+    // SAFETY: `buf` is a valid, writable slice for the call's duration.
+    unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) }
+}
+
+/// Sends all of `buf` with raw libc calls.
+pub fn libc_send_all(fd: std::os::fd::RawFd, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        let n = libc_send(fd, buf);
+        assert!(n > 0, "send: {}", std::io::Error::last_os_error());
+        buf = &buf[n as usize..];
+    }
+}
+
+/// Receives exactly `buf.len()` bytes with raw libc calls.
+pub fn libc_recv_exact(fd: std::os::fd::RawFd, mut buf: &mut [u8]) {
+    while !buf.is_empty() {
+        let n = libc_recv(fd, buf);
+        assert!(n > 0, "recv: {}", std::io::Error::last_os_error());
+        buf = &mut buf[n as usize..];
+    }
+}
+
+/// Names a child's mode.
+const MODE: &str = "SOCKPAIR_BENCH_CHILD";
+
+/// The small struct of the typed round trips.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Request {
+    id: u64,
+    op: String,
+    args: Vec<i32>,
+}
+
+/// A typical small request.
+pub fn request() -> Request {
+    Request {
+        id: 42,
+        op: "lookup".into(),
+        args: vec![1, 2, 3, 4],
+    }
+}
+
+/// ipc-channel's bootstrap: the child's ends, sent through the one-shot server.
+pub type IpcPair = (IpcSender<Request>, IpcReceiver<Request>);
+
+/// If this process is a benchmark's child (`SOCKPAIR_BENCH_CHILD` names its mode), runs
+/// that mode and returns `true`; the caller's `main` then returns.
+pub fn run_child_mode() -> bool {
+    match std::env::var(MODE).as_deref() {
+        Ok("echo") => echo_child(),
+        Ok("sink") => sink_child(),
+        Ok("ipc") => ipc_child(),
+        _ => return false,
+    }
+    true
+}
+
+/// A child of this binary in `mode`, with its end of a stream pair at fd 3.
+pub fn child(mode: &str) -> (sockpair::Child, Socket) {
+    child_with(mode, sockpair::Type::STREAM)
+}
+
+/// A child of this binary in `mode`, with its end of a pair of type `ty` at fd 3.
+pub fn child_with(mode: &str, ty: sockpair::Type) -> (sockpair::Child, Socket) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env(MODE, mode);
+    SpawnOptions::new().ty(ty).spawn(&mut cmd).unwrap()
+}
+
+fn inherited() -> Socket {
+    // SAFETY: first thing in the child's main, single-threaded; the fd is ours.
+    unsafe { Socket::from_inherited("SOCKPAIR_FD") }.unwrap()
+}
+
+/// Echoes whatever arrives, as it arrives, until EOF.
+fn echo_child() {
+    let socket = inherited();
+    let mut buf = vec![0; 1 << 16];
+    loop {
+        let n = socket.recv(&mut buf).unwrap();
+        if n == 0 {
+            return;
+        }
+        (&socket).write_all(&buf[..n]).unwrap();
+    }
+}
+
+/// Reads an 8-byte count, swallows that many bytes, answers one byte; until EOF.
+fn sink_child() {
+    let mut socket = inherited();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        let mut count = [0; 8];
+        if socket.read_exact(&mut count).is_err() {
+            return;
+        }
+        let mut left = u64::from_le_bytes(count) as usize;
+        while left > 0 {
+            let n = socket.read(&mut buf[..left.min(1 << 20)]).unwrap();
+            assert!(n > 0);
+            left -= n;
+        }
+        socket.write_all(b"k").unwrap();
+    }
+}
+
+/// ipc-channel's child: connects to the server named in argv, echoes requests.
+fn ipc_child() {
+    let mut socket = inherited();
+    let mut name = String::new();
+    socket.read_to_string(&mut name).unwrap();
+    let bootstrap = IpcSender::<IpcPair>::connect(name).unwrap();
+    let (to_parent, from_child_side) = ipc_channel::ipc::channel::<Request>().unwrap();
+    let (to_child, from_parent) = ipc_channel::ipc::channel::<Request>().unwrap();
+    bootstrap.send((to_child, from_child_side)).unwrap();
+    while let Ok(request) = from_parent.recv() {
+        to_parent.send(request).unwrap();
+    }
 }

@@ -34,7 +34,11 @@ pub enum ErrorKind {
 /// System-call errors keep their `io::Error` as the [`source`](std::error::Error::source)
 /// (and come back out unchanged through `From<Error> for io::Error`).
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+/// Boxed, so that `Result<T, Error>` stays small on the hot path.
+#[derive(Debug)]
+struct Inner {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -42,11 +46,11 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind,
             message: message.into(),
             source: None,
-        }
+        }))
     }
 
     pub(crate) fn with_source(
@@ -54,23 +58,23 @@ impl Error {
         message: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Error {
-        Error {
+        Error(Box::new(Inner {
             kind,
             message: message.into(),
             source: Some(source.into()),
-        }
+        }))
     }
 
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
-        self.kind
+        self.0.kind
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
+        f.write_str(&self.0.message)?;
+        if let Some(source) = &self.0.source {
             write!(f, ": {source}")?;
         }
         Ok(())
@@ -79,7 +83,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_deref().map(|source| source as _)
+        self.0.source.as_deref().map(|source| source as _)
     }
 }
 
@@ -103,12 +107,13 @@ impl From<Error> for io::Error {
     /// An [`ErrorKind::Io`] error gives back the original `io::Error`; the others map to
     /// the nearest `io::ErrorKind` and keep the `Error` inside.
     fn from(err: Error) -> io::Error {
-        let kind = match err.kind {
+        let kind = match err.0.kind {
             ErrorKind::Io => {
-                return match err.source.map(|source| source.downcast::<io::Error>()) {
+                let inner = *err.0;
+                return match inner.source.map(|source| source.downcast::<io::Error>()) {
                     Some(Ok(original)) => *original,
                     Some(Err(other)) => io::Error::other(other),
-                    None => io::Error::other(err.message),
+                    None => io::Error::other(inner.message),
                 };
             }
             ErrorKind::TimedOut => io::ErrorKind::TimedOut,

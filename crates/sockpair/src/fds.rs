@@ -1,13 +1,10 @@
 //! Passing descriptors with `SCM_RIGHTS`.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{BorrowedFd, OwnedFd};
 
-use rustix::net::{
-    RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
-    SendAncillaryMessage, SendFlags,
-};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 use crate::socket::Socket;
 use crate::types::Type;
@@ -16,13 +13,8 @@ use crate::types::Type;
 /// Linux). [`Socket::send_with_fds`] refuses more before calling the kernel.
 pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
-/// Room for a full `SCM_RIGHTS` message, so that only foreign control messages (such as
-/// credentials, if someone enabled `SO_PASSCRED`) can ever be truncated.
-const RECV_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE));
-
-/// Room for a full `SCM_RIGHTS` message and credentials (`SO_PASSCRED`).
-pub(crate) const RECV_SPACE_WITH_CREDENTIALS: usize =
-    rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE), ScmCredentials(1));
+/// Room for a full `SCM_RIGHTS` message.
+const SEND_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE));
 
 /// What one `recvmsg` brought.
 #[derive(Debug)]
@@ -102,7 +94,11 @@ impl Socket {
         fds: &[BorrowedFd<'_>],
         flags: SendFlags,
     ) -> io::Result<usize> {
-        let mut space = [MaybeUninit::uninit(); RECV_SPACE];
+        if let ([only], []) = (iov, fds) {
+            // The same, for less work in the kernel.
+            return Ok(rustix::net::send(self, only, SendFlags::NOSIGNAL | flags)?);
+        }
+        let mut space = [MaybeUninit::uninit(); SEND_SPACE];
         let mut control = SendAncillaryBuffer::new(&mut space);
         if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
             return Err(io::Error::new(
@@ -134,47 +130,17 @@ impl Socket {
     #[doc(alias = "SCM_RIGHTS")]
     #[doc(alias = "recvmsg")]
     pub fn recv_with_fds(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-        let mut space = [MaybeUninit::uninit(); RECV_SPACE];
-        Ok(self
-            .recv_msg(buf, fds, RecvFlags::empty(), &mut space)?
-            .bytes)
+        Ok(crate::sys::recvmsg::recvmsg(self, buf, fds, 0, false)?.bytes)
     }
 
-    /// `recvmsg` into `buf` with `MSG_CMSG_CLOEXEC` and `flags`, appending received
-    /// descriptors to `fds`, with `space` for control messages.
+    /// `recvmsg` into `buf` with `MSG_CMSG_CLOEXEC` and `flags` (`MSG_DONTWAIT`),
+    /// appending received descriptors to `fds`, with room for credentials too.
     pub(crate) fn recv_msg(
         &self,
         buf: &mut [u8],
         fds: &mut Vec<OwnedFd>,
-        flags: RecvFlags,
-        space: &mut [MaybeUninit<u8>],
+        flags: i32,
     ) -> io::Result<Received> {
-        let mut control = RecvAncillaryBuffer::new(space);
-        let mut iov = [IoSliceMut::new(buf)];
-        let msg = rustix::net::recvmsg(
-            self,
-            &mut iov,
-            &mut control,
-            RecvFlags::CMSG_CLOEXEC | flags,
-        )?;
-        if msg.flags.contains(ReturnFlags::CTRUNC) {
-            // Dropping `control` closes every descriptor that did arrive.
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "control message truncated (MSG_CTRUNC); the descriptors that arrived were closed",
-            ));
-        }
-        let mut control_seen = false;
-        for message in control.drain() {
-            control_seen = true;
-            if let RecvAncillaryMessage::ScmRights(received) = message {
-                fds.extend(received);
-            }
-        }
-        Ok(Received {
-            bytes: msg.bytes,
-            truncated: msg.flags.contains(ReturnFlags::TRUNC),
-            control_seen,
-        })
+        crate::sys::recvmsg::recvmsg(self, buf, fds, flags, true)
     }
 }

@@ -100,6 +100,9 @@ impl Decoder {
         if self.broken {
             return Err(unusable());
         }
+        if self.start == self.end && self.partial.is_none() {
+            return Ok(None); // nothing buffered: the common case before a read
+        }
         let result = self.cut();
         if result.is_err() {
             self.broken = true;

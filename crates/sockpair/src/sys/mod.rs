@@ -6,10 +6,13 @@
 //!   `AddressFamily` is a `u16` and would silently truncate larger values).
 //! - `SO_PEERCRED` is read into a plain `ucred`, whose `pid` may legitimately be 0.
 //! - `fork` and `_exit` have no safe form anywhere.
+//! - `recvmsg` without asking for an address (see `recvmsg.rs`).
+//! - spawning with `clone(CLONE_VM | CLONE_VFORK)` (see `spawn.rs`).
 #![allow(unsafe_code)]
 
 pub(crate) mod fork;
 mod inherited;
+pub(crate) mod recvmsg;
 pub(crate) mod spawn;
 
 use std::io;

@@ -342,3 +342,34 @@ fn typed_messages_with_serde() {
     let n = d.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], br#"{"x":-3,"label":"here"}"#);
 }
+
+#[test]
+fn a_batch_arrives_as_separate_messages_in_order() {
+    watchdog(|| {
+        for ty in TYPES {
+            let (mut a, mut b) = channels::<String>(ty);
+            let batch: Vec<String> = (0..500).map(|i| format!("message {i}")).collect();
+            let sent = batch.clone();
+            // More than the socket holds (a datagram queue takes 10 by default): send
+            // from a thread while this one receives.
+            let sender = std::thread::spawn(move || {
+                a.send_batch(&sent).unwrap();
+                a.send_batch(&[]).unwrap();
+            });
+            for expected in &batch {
+                assert_eq!(b.recv().unwrap().as_ref(), Some(expected), "{ty:?}");
+            }
+            sender.join().unwrap();
+        }
+        let (a, _b) = pair(Type::STREAM).unwrap();
+        let mut a: Channel<String> = Channel::with_framing(a, Framing::Lines).unwrap();
+        let err = a
+            .send_batch(&["fine".into(), "not\nfine".into()])
+            .unwrap_err();
+        assert_eq!(
+            err.kind(),
+            ErrorKind::Encode,
+            "one bad message: none is sent"
+        );
+    });
+}

@@ -1,0 +1,207 @@
+//! The same comparisons as the `messages` benchmark, measured the way that survives a
+//! noisy machine: candidates interleaved round by round, medians of rounds, ratios
+//! against raw libc calls made in the same run.
+//!
+//! `cargo bench -p sockpair-benches --bench ratios`
+
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+
+use ipc_channel::ipc::IpcOneShotServer;
+use sockpair::{Channel, Postcard};
+use sockpair_benches::{
+    IpcPair, Request, child, child_with, interleaved, libc_recv_exact, libc_send_all,
+    pin_to_one_cpu, request, run_child_mode,
+};
+
+const ROUNDS: usize = 21;
+
+fn report(title: &str, names: &[&str], times: &[std::time::Duration]) {
+    println!("{title}");
+    for (name, time) in names.iter().zip(times) {
+        println!(
+            "  {name:<28} {:>12.3?} {:>7.3}x",
+            time,
+            time.as_secs_f64() / times[0].as_secs_f64()
+        );
+    }
+}
+
+fn main() {
+    if run_child_mode() || std::env::args().any(|arg| arg == "--list") {
+        return;
+    }
+    match pin_to_one_cpu() {
+        Some(cpu) => println!(
+            "pinned to CPU {cpu}; {ROUNDS} interleaved rounds; medians; ratio against the first row"
+        ),
+        None => println!("not pinned; {ROUNDS} interleaved rounds; medians"),
+    }
+
+    // Round trip of a 64-byte frame through one echo child.
+    let (mut echo, socket) = child("echo");
+    let fd = socket.as_raw_fd();
+    let frame: Vec<u8> = [&64u32.to_be_bytes()[..], &[7; 64]].concat();
+    let payload = vec![7u8; 64];
+    let mut back = vec![0; frame.len()];
+    let mut std_stream = UnixStream::from(socket.try_clone().unwrap());
+    let mut channel: Channel<Vec<u8>> = Channel::new(socket.try_clone().unwrap()).unwrap();
+    let mut back2 = back.clone();
+    let mut back3 = back.clone();
+    let times = interleaved(
+        ROUNDS,
+        2000,
+        &mut [
+            &mut || {
+                libc_send_all(fd, &frame);
+                libc_recv_exact(fd, &mut back);
+            },
+            &mut || {
+                channel.send(&payload).unwrap();
+                black_box(channel.recv().unwrap().unwrap());
+            },
+            &mut || {
+                (&socket).write_all(&frame).unwrap();
+                (&socket).read_exact(&mut back2).unwrap();
+            },
+            &mut || {
+                std_stream.write_all(&frame).unwrap();
+                std_stream.read_exact(&mut back3).unwrap();
+            },
+        ],
+    );
+    report(
+        "round trip, 64-byte frame",
+        &[
+            "libc send/recv",
+            "sockpair Channel<Vec<u8>>",
+            "sockpair Socket",
+            "std UnixStream",
+        ],
+        &times,
+    );
+
+    // Typed round trip: postcard over a Channel against ipc-channel (its own child).
+    let mut typed: Channel<Postcard<Request>> = Channel::new(socket.try_clone().unwrap()).unwrap();
+    let message = Postcard(request());
+    let (server, name) = IpcOneShotServer::<IpcPair>::new().unwrap();
+    let (mut ipc, mut ipc_socket) = child("ipc");
+    ipc_socket.write_all(name.as_bytes()).unwrap();
+    drop(ipc_socket);
+    let (_, (to_child, from_child)) = server.accept().unwrap();
+    let (mut echo_seqpacket, seqpacket) = child_with("echo", sockpair::Type::SEQPACKET);
+    let mut typed_seqpacket: Channel<Postcard<Request>> = Channel::new(seqpacket).unwrap();
+    let times = interleaved(
+        ROUNDS,
+        2000,
+        &mut [
+            &mut || {
+                to_child.send(request()).unwrap();
+                black_box(from_child.recv().unwrap());
+            },
+            &mut || {
+                typed.send(&message).unwrap();
+                black_box(typed.recv().unwrap().unwrap());
+            },
+            &mut || {
+                typed_seqpacket.send(&message).unwrap();
+                black_box(typed_seqpacket.recv().unwrap().unwrap());
+            },
+        ],
+    );
+    report(
+        "round trip, small serde struct",
+        &[
+            "ipc-channel",
+            "sockpair Channel<Postcard<_>>, stream",
+            "sockpair Channel<Postcard<_>>, seqpacket",
+        ],
+        &times,
+    );
+    drop((
+        to_child,
+        from_child,
+        typed,
+        typed_seqpacket,
+        channel,
+        std_stream,
+        socket,
+    ));
+    echo_seqpacket.wait().unwrap();
+    ipc.wait().unwrap();
+    echo.wait().unwrap();
+
+    // One-way message rate and throughput into a sink child.
+    let (mut sink, socket) = child("sink");
+    let fd = socket.as_raw_fd();
+    let mut channel: Channel<Vec<u8>> = Channel::new(socket.try_clone().unwrap()).unwrap();
+    let mut batching: Channel<Vec<u8>> = Channel::new(socket.try_clone().unwrap()).unwrap();
+    let sync = |bytes: usize, send: &mut dyn FnMut()| {
+        libc_send_all(fd, &(bytes as u64).to_le_bytes());
+        send();
+        let mut ack = [0];
+        libc_recv_exact(fd, &mut ack);
+    };
+    const FRAMES: usize = 1000;
+    let batch = vec![payload.clone(); 100];
+    let times = interleaved(
+        ROUNDS,
+        20,
+        &mut [
+            &mut || {
+                sync(frame.len() * FRAMES, &mut || {
+                    for _ in 0..FRAMES {
+                        libc_send_all(fd, &frame)
+                    }
+                })
+            },
+            &mut || {
+                sync(frame.len() * FRAMES, &mut || {
+                    for _ in 0..FRAMES {
+                        channel.send(&payload).unwrap()
+                    }
+                })
+            },
+            &mut || {
+                sync(frame.len() * FRAMES, &mut || {
+                    for _ in 0..FRAMES / 100 {
+                        batching.send_batch(&batch).unwrap()
+                    }
+                })
+            },
+        ],
+    );
+    report(
+        "1000 one-way 64-byte frames (time; rate is the inverse)",
+        &[
+            "libc, one frame per send",
+            "sockpair Channel::send",
+            "sockpair send_batch(100)",
+        ],
+        &times,
+    );
+    for size in [64usize << 10, 1 << 20] {
+        let big_frame: Vec<u8> = [&(size as u32).to_be_bytes()[..], &vec![7; size]].concat();
+        let big = vec![7u8; size];
+        let times = interleaved(
+            ROUNDS,
+            if size > 100_000 { 50 } else { 500 },
+            &mut [
+                &mut || sync(big_frame.len(), &mut || libc_send_all(fd, &big_frame)),
+                &mut || sync(big.len() + 4, &mut || channel.send(&big).unwrap()),
+            ],
+        );
+        report(
+            &format!(
+                "one-way {} KiB message (time; throughput is the inverse)",
+                size >> 10
+            ),
+            &["libc send", "sockpair Channel::send"],
+            &times,
+        );
+    }
+    drop((channel, batching, socket));
+    sink.wait().unwrap();
+}
