@@ -7,7 +7,7 @@ use std::io;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ErrorKind {
-    /// A system call failed; [`Error::source`] is the `io::Error`.
+    /// A system call failed; the error's `source()` is the `io::Error`.
     Io,
     /// A timeout set on the channel passed before the frame was complete.
     TimedOut,

@@ -35,6 +35,17 @@
 //! other child gets its end; it starts as fast as std's plain spawn, even from a large
 //! parent. See `examples/spawn.rs` for both sides.
 //!
+//! # Messages
+//!
+//! A [`Channel`] carries whole messages over one end: `Vec<u8>`, `String`, or with the
+//! `serde` feature any serde type as [`Json<T>`](Json) or [`Postcard<T>`](Postcard),
+//! each with descriptors if you like. On a stream the frame is a 4-byte big-endian
+//! length and the payload, which Python's `multiprocessing.connection` speaks as is;
+//! [`Framing::Lines`] speaks Node's IPC channel; on seqpacket and datagram sockets one
+//! record is one message. Frames over a limit are refused before anything is allocated,
+//! and timeouts bound every wait. The format, for other languages: `docs/wire-format.md`.
+//! [`frame`] has the framing alone, over any `Read`/`Write`.
+//!
 //! # When the other side dies
 //!
 //! Peer death is never a hang, provided every copy of the dead side's end is gone, which
