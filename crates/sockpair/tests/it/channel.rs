@@ -6,15 +6,11 @@ use std::time::{Duration, Instant};
 
 use sockpair::{Channel, ErrorKind, Framing, Type, pair};
 
-use crate::util::{TYPES, watchdog};
+use crate::util::{TYPES, inode, watchdog};
 
 fn channels<T: sockpair::Message>(ty: Type) -> (Channel<T>, Channel<T>) {
     let (a, b) = pair(ty).unwrap();
     (Channel::new(a).unwrap(), Channel::new(b).unwrap())
-}
-
-fn inode(fd: impl AsFd) -> u64 {
-    rustix::fs::fstat(fd).unwrap().st_ino
 }
 
 #[test]

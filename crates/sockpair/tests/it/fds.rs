@@ -5,12 +5,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use sockpair::{MAX_FDS_PER_MESSAGE, Type, pair};
 
-use crate::util::{TYPES, cloexec_nonblock, in_fresh_process, open_fds, watchdog};
-
-/// The inode of a descriptor, to tell which file a received descriptor refers to.
-fn inode(fd: impl AsFd) -> u64 {
-    rustix::fs::fstat(fd).unwrap().st_ino
-}
+use crate::util::{TYPES, cloexec_nonblock, in_fresh_process, inode, open_fds, watchdog};
 
 #[test]
 fn passed_fds_arrive_in_order_close_on_exec_and_usable() {

@@ -130,3 +130,8 @@ pub const TYPES: [sockpair::Type; 3] = [
     sockpair::Type::SEQPACKET,
     sockpair::Type::DGRAM,
 ];
+
+/// The inode of a descriptor, to tell which file a received descriptor refers to.
+pub fn inode(fd: impl AsFd) -> u64 {
+    rustix::fs::fstat(fd).unwrap().st_ino
+}
