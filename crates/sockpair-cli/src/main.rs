@@ -1,10 +1,13 @@
 //! `sockpair`: socket pairs between programs, from the shell.
 
+mod bench;
 mod demo;
 mod pipe;
 mod run;
+mod sys;
 
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -76,6 +79,34 @@ enum Command {
         /// The second command, run with `sh -c`.
         b: String,
     },
+    /// Measure round-trip latency and one-way throughput between this process and a
+    /// child: sockpair's Socket and Channel beside raw libc calls on a socketpair and a
+    /// pair of pipes, interleaved in one run, with ratios against libc.
+    Bench {
+        /// The socket type of the pairs.
+        #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = SocketType::Stream)]
+        ty: SocketType,
+        /// A message size to measure, in bytes (1 to 1 GiB); repeat for several
+        /// [default: 1 64 4096 65536].
+        #[arg(long = "size", value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1 << 30))]
+        sizes: Vec<u64>,
+        /// About how long the whole measurement takes, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        duration: f64,
+        /// Pin this process and the child to one CPU (cross-CPU wake-ups dominate small
+        /// round trips on virtual machines).
+        #[arg(long)]
+        pin: bool,
+        /// Print one JSON array, one object per measured row, instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Also write an SVG chart of latency and throughput against message size.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
+    },
+    /// The benchmark's child (started by `sockpair bench` itself).
+    #[command(name = bench::child::MODE, hide = true)]
+    BenchChild,
 }
 
 /// The socket types a pair can have, as the command line names them.
@@ -135,6 +166,25 @@ fn main() -> ExitCode {
             })
         }
         Command::Pipe { ty, a, b } => pipe::pipe(ty.into(), &a, &b),
+        Command::Bench {
+            ty,
+            sizes,
+            duration,
+            pin,
+            json,
+            plot,
+        } => bench::bench(bench::Bench {
+            ty: ty.into(),
+            sizes: match sizes.is_empty() {
+                true => bench::DEFAULT_SIZES.to_vec(),
+                false => sizes.into_iter().map(|size| size as usize).collect(),
+            },
+            duration,
+            pin,
+            json,
+            plot,
+        }),
+        Command::BenchChild => bench::child_main(),
     };
     match result {
         Ok(code) => code,

@@ -427,3 +427,130 @@ fn run_node_needs_a_stream() {
         "sockpair: the argument",
     );
 }
+
+/// The bench tests look for leftover children of any bench run: one at a time.
+static BENCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Whether any benchmark child of this binary is still running.
+fn bench_children_alive() -> bool {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .any(|cmdline| {
+            let text = String::from_utf8_lossy(&cmdline);
+            text.contains(env!("CARGO_BIN_EXE_sockpair")) && text.contains("__bench-child")
+        })
+}
+
+#[test]
+fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
+    let _one_at_a_time = BENCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = std::env::temp_dir().join(format!("sockpair-bench-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plot = dir.join("chart.svg");
+
+    // The table, and a chart.
+    let out = sockpair(&[
+        "bench",
+        "--duration",
+        "0.3",
+        "--size",
+        "1",
+        "--size",
+        "4096",
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let table = stdout(&out);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 8, "{table}");
+    for (row, (size, imp)) in rows.iter().zip(
+        [1, 4096]
+            .iter()
+            .flat_map(|s| ["libc", "socket", "channel", "pipe"].map(move |i| (s, i))),
+    ) {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            (cols[0], cols[1], cols[2]),
+            ("stream", size.to_string().as_str(), imp),
+            "{row}"
+        );
+        assert!(row.contains("µs") && row.contains("x"), "{row}");
+        assert!(!row.contains("NaN") && !row.contains("inf"), "{row}");
+    }
+    assert!(
+        rows[0].contains("1.000x"),
+        "libc is its own baseline: {}",
+        rows[0]
+    );
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("polyline")
+    );
+    assert!(!bench_children_alive());
+
+    // JSON, on a seqpacket pair.
+    let out = sockpair(&[
+        "bench",
+        "--type",
+        "seqpacket",
+        "--duration",
+        "0.3",
+        "--size",
+        "64",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("one JSON array");
+    assert_eq!(rows.len(), 4);
+    let impls: Vec<&str> = rows
+        .iter()
+        .map(|row| row["impl"].as_str().unwrap())
+        .collect();
+    assert_eq!(impls, ["libc", "socket", "channel", "pipe"]);
+    for row in &rows {
+        assert_eq!(row["type"], "seqpacket");
+        assert_eq!(row["size"], 64);
+        let p50 = row["rtt_ns_p50"].as_u64().unwrap();
+        let p99 = row["rtt_ns_p99"].as_u64().unwrap();
+        assert!(p50 > 0 && p99 >= p50, "{row}");
+        assert!(row["throughput_bytes_per_s"].as_u64().unwrap() > 0, "{row}");
+    }
+    assert!(!bench_children_alive());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bench_refuses_bad_input_before_starting_a_child() {
+    let _one_at_a_time = BENCH
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    assert_usage_error(
+        &sockpair(&["bench", "--type", "raw"]),
+        "sockpair: invalid value 'raw'",
+    );
+    assert_usage_error(
+        &sockpair(&["bench", "--size", "0"]),
+        "sockpair: invalid value '0' for '--size <BYTES>'",
+    );
+    assert_usage_error(
+        &sockpair(&["bench", "--size", "2000000000"]),
+        "sockpair: invalid value '2000000000'",
+    );
+    assert_usage_error(
+        &sockpair(&["bench", "--type", "dgram", "--size", "100000"]),
+        "sockpair: sizes above 65536 bytes need --type stream",
+    );
+    assert_usage_error(
+        &sockpair(&["bench", "--duration", "0"]),
+        "sockpair: --duration must be",
+    );
+    assert_usage_error(
+        &sockpair(&["bench", "--plot", "/no/such/dir/chart.svg"]),
+        "sockpair: create /no/such/dir/chart.svg",
+    );
+    assert!(!bench_children_alive());
+}

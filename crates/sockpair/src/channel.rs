@@ -18,6 +18,7 @@ use crate::frame::{DEFAULT_MAX_FRAME_LEN, Decoder, Frame, Framing, frame_parts, 
 use crate::memfd;
 use crate::message::Message;
 use crate::socket::Socket;
+use crate::sys::recvmsg::recvmsg_append;
 use crate::types::Type;
 
 /// Frames with payloads up to this size are copied into one buffer to be sent.
@@ -393,9 +394,25 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
             let offset = self.decoder.read_offset();
             let mut arrived = Vec::new();
             let decoder = &mut self.decoder;
-            let received = io_with(&self.socket, deadline, PollFlags::IN, |socket, flags| {
-                socket.recv_msg(decoder.spare(), &mut arrived, recv_flags(flags))
-            })?;
+            let received = match decoder.partial_payload() {
+                // A large payload: read straight into its buffer, unzeroed.
+                Some((payload, left)) => {
+                    let received =
+                        io_with(&self.socket, deadline, PollFlags::IN, |socket, flags| {
+                            recvmsg_append(socket, payload, left, &mut arrived, recv_flags(flags))
+                        })?;
+                    decoder.appended();
+                    received
+                }
+                None => {
+                    let received =
+                        io_with(&self.socket, deadline, PollFlags::IN, |socket, flags| {
+                            socket.recv_msg(decoder.spare(), &mut arrived, recv_flags(flags))
+                        })?;
+                    decoder.filled(received.bytes);
+                    received
+                }
+            };
             if !arrived.is_empty() {
                 self.fds_in
                     .push_back((offset..offset + received.bytes as u64, arrived));
@@ -410,7 +427,6 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
                     )),
                 };
             }
-            self.decoder.filled(received.bytes);
         }
     }
 

@@ -38,7 +38,7 @@ pub enum Framing {
 
 /// Payloads up to this size are assembled in the reader's buffer; larger ones are read
 /// straight into a buffer of their exact size.
-const ASSEMBLE_IN_BUFFER: usize = 64 * 1024;
+const ASSEMBLE_IN_BUFFER: usize = 16 * 1024;
 
 /// A frame cut from the stream, with the stream offsets of its first byte and of the
 /// byte after it (to match it with descriptors that arrived meanwhile).
@@ -49,11 +49,14 @@ pub(crate) struct Frame {
     pub end: u64,
 }
 
-/// A large payload being read into its own buffer.
+/// A large payload being read into its own buffer, allocated once at its exact size.
 #[derive(Debug)]
 struct Partial {
+    /// The bytes received so far are `payload[..received]`; `payload.len()` may run
+    /// ahead of them while a read into zeroed space is pending (see `Decoder::spare`).
     payload: Vec<u8>,
-    filled: usize,
+    received: usize,
+    total: usize,
     /// Stream offset of the payload's first byte.
     payload_offset: u64,
     frame_offset: u64,
@@ -112,11 +115,12 @@ impl Decoder {
 
     fn cut(&mut self) -> Result<Option<Frame>, Error> {
         if let Some(partial) = &self.partial {
-            if partial.filled < partial.payload.len() {
+            if partial.received < partial.total {
                 return Ok(None);
             }
-            let partial = self.partial.take().expect("checked above");
-            self.consumed = partial.payload_offset + partial.payload.len() as u64;
+            let mut partial = self.partial.take().expect("checked above");
+            partial.payload.truncate(partial.total);
+            self.consumed = partial.payload_offset + partial.total as u64;
             return Ok(Some(Frame {
                 payload: partial.payload,
                 offset: partial.frame_offset,
@@ -165,10 +169,11 @@ impl Decoder {
     /// Moves the buffered start of a large payload into a buffer of its exact size.
     fn start_partial(&mut self, header: usize, len: usize) {
         let begun = &self.buf[self.start + header..self.end];
-        let mut payload = vec![0; len];
-        payload[..begun.len()].copy_from_slice(begun);
+        let mut payload = Vec::with_capacity(len);
+        payload.extend_from_slice(begun);
         self.partial = Some(Partial {
-            filled: begun.len(),
+            received: begun.len(),
+            total: len,
             payload,
             payload_offset: self.consumed + header as u64,
             frame_offset: self.consumed,
@@ -180,7 +185,11 @@ impl Decoder {
     /// Where the next bytes of the stream should be read to (never empty).
     pub(crate) fn spare(&mut self) -> &mut [u8] {
         if let Some(partial) = &mut self.partial {
-            return &mut partial.payload[partial.filled..];
+            // Zeroed space for a `Read`, a chunk at a time (`filled` trims what stays
+            // unread); `partial_payload` avoids the zeroing where the reader allows.
+            let chunk = (partial.total - partial.received).min(1 << 20);
+            partial.payload.resize(partial.received + chunk, 0);
+            return &mut partial.payload[partial.received..];
         }
         if self.start == self.end {
             self.start = 0;
@@ -192,9 +201,16 @@ impl Decoder {
                 self.end -= self.start;
                 self.start = 0;
             } else {
-                // Full of one unfinished frame (at most max + a header, or a line of
-                // at most max + 1 bytes, since longer ones were refused): grow.
-                let most = ASSEMBLE_IN_BUFFER.max(self.max.saturating_add(length::MAX_HEADER + 1));
+                // Full of one unfinished frame: grow. A length frame assembled here has
+                // at most ASSEMBLE_IN_BUFFER bytes of payload (larger ones get their own
+                // buffer), so reads stay small enough that a large payload is mostly
+                // read straight into its own buffer; a line has at most max + 1 bytes.
+                let most = match self.framing {
+                    Framing::Lines => {
+                        ASSEMBLE_IN_BUFFER.max(self.max.saturating_add(length::MAX_HEADER + 1))
+                    }
+                    _ => ASSEMBLE_IN_BUFFER + length::MAX_HEADER,
+                };
                 let grown = (self.buf.len() * 2).clamp(ASSEMBLE_IN_BUFFER, most);
                 self.buf.resize(grown.max(self.buf.len() + 1), 0);
             }
@@ -205,15 +221,34 @@ impl Decoder {
     /// Records that `n` bytes were read into [`spare`](Decoder::spare).
     pub(crate) fn filled(&mut self, n: usize) {
         match &mut self.partial {
-            Some(partial) => partial.filled += n,
+            Some(partial) => {
+                partial.received += n;
+                partial.payload.truncate(partial.received);
+            }
             None => self.end += n,
+        }
+    }
+
+    /// The large payload being read, if any, holding exactly the bytes received so
+    /// far, and how many more it needs: a reader that can read into uninitialised
+    /// capacity appends to it directly, then calls [`appended`](Decoder::appended).
+    pub(crate) fn partial_payload(&mut self) -> Option<(&mut Vec<u8>, usize)> {
+        let partial = self.partial.as_mut()?;
+        partial.payload.truncate(partial.received);
+        Some((&mut partial.payload, partial.total - partial.received))
+    }
+
+    /// Records bytes appended to [`partial_payload`](Decoder::partial_payload).
+    pub(crate) fn appended(&mut self) {
+        if let Some(partial) = &mut self.partial {
+            partial.received = partial.payload.len();
         }
     }
 
     /// The stream offset the next read lands at.
     pub(crate) fn read_offset(&self) -> u64 {
         match &self.partial {
-            Some(partial) => partial.payload_offset + partial.filled as u64,
+            Some(partial) => partial.payload_offset + partial.received as u64,
             None => self.consumed + (self.end - self.start) as u64,
         }
     }
@@ -221,7 +256,7 @@ impl Decoder {
     /// The stream ended: fine between frames, an error inside one.
     pub(crate) fn eof(&mut self) -> Result<(), Error> {
         let inside = match &self.partial {
-            Some(partial) => partial.filled as u64 + 1,
+            Some(partial) => partial.received as u64 + 1,
             None => (self.end - self.start) as u64,
         };
         if inside == 0 {

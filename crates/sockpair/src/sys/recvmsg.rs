@@ -22,6 +22,50 @@ pub(crate) fn recvmsg(
     flags: i32,
     room_for_credentials: bool,
 ) -> io::Result<Received> {
+    // SAFETY: `buf` is valid for writes of its length.
+    unsafe {
+        recvmsg_raw(
+            socket,
+            buf.as_mut_ptr(),
+            buf.len(),
+            fds,
+            flags,
+            room_for_credentials,
+        )
+    }
+}
+
+/// [`recvmsg`] into the spare capacity of `vec`, at most `most` bytes (within the
+/// capacity), growing `vec`'s length by what arrived: no zeroing first.
+pub(crate) fn recvmsg_append(
+    socket: impl AsFd,
+    vec: &mut Vec<u8>,
+    most: usize,
+    fds: &mut Vec<OwnedFd>,
+    flags: i32,
+) -> io::Result<Received> {
+    let spare = vec.spare_capacity_mut();
+    let len = most.min(spare.len());
+    // SAFETY: the spare capacity is valid for writes of `len` bytes.
+    let received =
+        unsafe { recvmsg_raw(socket, spare.as_mut_ptr().cast(), len, fds, flags, true)? };
+    // SAFETY: the kernel initialised the first `received.bytes` (<= len) bytes after
+    // the old length.
+    unsafe { vec.set_len(vec.len() + received.bytes) };
+    Ok(received)
+}
+
+/// # Safety
+///
+/// `buf` must be valid for writes of `len` bytes.
+unsafe fn recvmsg_raw(
+    socket: impl AsFd,
+    buf: *mut u8,
+    len: usize,
+    fds: &mut Vec<OwnedFd>,
+    flags: i32,
+    room_for_credentials: bool,
+) -> io::Result<Received> {
     // Uninitialised: the kernel writes what it reports, and only that is read.
     let mut control = [std::mem::MaybeUninit::<u64>::uninit(); CONTROL_WORDS];
     // SAFETY: CMSG_SPACE only computes sizes.
@@ -32,8 +76,8 @@ pub(crate) fn recvmsg(
     let control_len = rights + if room_for_credentials { credentials } else { 0 };
     debug_assert!(control_len <= size_of::<[u64; CONTROL_WORDS]>());
     let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+        iov_base: buf.cast(),
+        iov_len: len,
     };
     // SAFETY: an all-zero msghdr is valid (no name, no iovec, no control).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
@@ -41,8 +85,8 @@ pub(crate) fn recvmsg(
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = control_len as _;
-    // SAFETY: `msg` points to one iovec over `buf` and to `control_len` bytes of
-    // `control`, all valid and writable for the call; the fd is borrowed.
+    // SAFETY: `msg` points to one iovec over `buf` (writable for `len` bytes, as the
+    // caller promises) and to `control_len` bytes of `control`; the fd is borrowed.
     let n = unsafe {
         libc::recvmsg(
             socket.as_fd().as_raw_fd(),

@@ -1,0 +1,137 @@
+//! The child of `sockpair bench`: this same binary, started with a hidden subcommand,
+//! its control socket handed over by `SpawnOptions`. It follows the parent's schedule:
+//! echoes each round trip and acknowledges each burst.
+
+use std::io::{PipeReader, PipeWriter, Read, Write};
+use std::os::fd::OwnedFd;
+
+use anyhow::{Context, bail};
+use sockpair::{Channel, Socket, Type};
+
+use super::transport::Impl;
+use super::{Schedule, WARM_UP};
+
+/// The hidden subcommand that starts the child.
+pub const MODE: &str = "__bench-child";
+
+/// The child's ends of the four transports.
+struct Ends {
+    stream: bool,
+    raw: Socket,
+    channel: Channel<Vec<u8>>,
+    pipe_in: PipeReader,
+    pipe_out: PipeWriter,
+    buf: Vec<u8>,
+}
+
+/// Runs the child until the parent closes the control socket.
+pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
+    // SAFETY: called first thing in this process's main, before any thread exists; the
+    // descriptor named by SOCKPAIR_FD is ours alone.
+    let control =
+        unsafe { Socket::from_inherited("SOCKPAIR_FD") }.context("take the control socket")?;
+    let mut fds = Vec::new();
+    let mut text = vec![0; 4096];
+    let n = control.recv_with_fds(&mut text, &mut fds)?;
+    let sizes: Vec<usize> = std::str::from_utf8(&text[..n])?
+        .split(',')
+        .map(|size| size.parse().context("sizes"))
+        .collect::<anyhow::Result<_>>()?;
+    let Ok([raw, channel, pipe_in, pipe_out]) = <[OwnedFd; 4]>::try_from(fds) else {
+        bail!("expected four descriptors from the parent");
+    };
+    let raw = Socket::from(raw);
+    let mut ends = Ends {
+        stream: raw.ty()? == Type::STREAM,
+        raw,
+        channel: Channel::new(Socket::from(channel))?,
+        pipe_in: PipeReader::from(pipe_in),
+        pipe_out: PipeWriter::from(pipe_out),
+        buf: vec![0; sizes.iter().max().copied().unwrap_or(1).max(1)],
+    };
+    for &size in &sizes {
+        for _ in 0..WARM_UP {
+            ends.echo(Impl::Libc, size)?;
+        }
+    }
+    let n = control.recv(&mut text)?;
+    if n == 0 {
+        return Ok(std::process::ExitCode::SUCCESS); // the parent gave up
+    }
+    let schedule = Schedule::decode(std::str::from_utf8(&text[..n])?)?;
+    for _ in 0..schedule.rounds {
+        for (s, &size) in schedule.sizes.iter().enumerate() {
+            for imp in Impl::ALL {
+                for _ in 0..schedule.round_trips[s] {
+                    ends.echo(imp, size)?;
+                }
+                ends.sink(imp, size, schedule.burst[s])?;
+            }
+        }
+    }
+    // Wait for the parent to finish with us.
+    while control.recv(&mut text)? > 0 {}
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+impl Ends {
+    /// Receives one message of `size` bytes on `imp`'s transport and sends it back.
+    fn echo(&mut self, imp: Impl, size: usize) -> anyhow::Result<()> {
+        let buf = &mut self.buf[..size];
+        match imp {
+            Impl::Libc | Impl::Socket if self.stream => {
+                (&self.raw).read_exact(buf)?;
+                (&self.raw).write_all(buf)?;
+            }
+            Impl::Libc | Impl::Socket => {
+                let n = self.raw.recv(buf)?;
+                self.raw.send(&buf[..n])?;
+            }
+            Impl::Channel => {
+                let message = self
+                    .channel
+                    .recv()?
+                    .context("the parent closed the channel")?;
+                self.channel.send(&message)?;
+            }
+            Impl::Pipe => {
+                self.pipe_in.read_exact(buf)?;
+                self.pipe_out.write_all(buf)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives `count` messages of `size` bytes, then acknowledges them with one byte
+    /// (one message on the channel).
+    fn sink(&mut self, imp: Impl, size: usize, count: usize) -> anyhow::Result<()> {
+        let buf = &mut self.buf[..size];
+        match imp {
+            Impl::Libc | Impl::Socket => {
+                for _ in 0..count {
+                    if self.stream {
+                        (&self.raw).read_exact(buf)?;
+                    } else {
+                        self.raw.recv(buf)?;
+                    }
+                }
+                self.raw.send(b"k")?;
+            }
+            Impl::Channel => {
+                for _ in 0..count {
+                    self.channel
+                        .recv()?
+                        .context("the parent closed the channel")?;
+                }
+                self.channel.send(&b"k".to_vec())?;
+            }
+            Impl::Pipe => {
+                for _ in 0..count {
+                    self.pipe_in.read_exact(buf)?;
+                }
+                self.pipe_out.write_all(b"k")?;
+            }
+        }
+        Ok(())
+    }
+}

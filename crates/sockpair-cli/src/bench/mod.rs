@@ -1,0 +1,272 @@
+//! `sockpair bench`: round-trip latency and one-way throughput between this process and
+//! a child, for sockpair's `Socket` and `Channel` beside raw libc calls on a socketpair
+//! and a pair of pipes, interleaved in one run so that the ratios hold on a noisy machine.
+
+pub mod child;
+mod report;
+mod transport;
+
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use sockpair::{Socket, SpawnOptions, Type};
+
+pub use child::child_main;
+use transport::{Impl, Transports};
+
+/// What `sockpair bench` was asked to do.
+#[derive(Debug)]
+pub struct Bench {
+    pub ty: Type,
+    pub sizes: Vec<usize>,
+    pub duration: f64,
+    pub pin: bool,
+    pub json: bool,
+    pub plot: Option<PathBuf>,
+}
+
+/// Message sizes measured when none are given.
+pub const DEFAULT_SIZES: [usize; 4] = [1, 64, 4096, 65536];
+
+/// The largest message for seqpacket and dgram pairs: one record each, and a record
+/// holds a little under the socket buffer (about 208 KiB by default).
+const MAX_RECORD: usize = 65536;
+
+/// Round trips timed per size before the run, to size its phases.
+const WARM_UP: usize = 20;
+
+/// One measured row.
+#[derive(Debug)]
+pub struct Row {
+    pub imp: Impl,
+    pub size: usize,
+    pub rtt_ns_p50: u64,
+    pub rtt_ns_p99: u64,
+    pub throughput: f64,
+}
+
+/// How many rounds, and how many operations per phase of each size: sent to the child so
+/// that both sides follow the same schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub rounds: usize,
+    pub sizes: Vec<usize>,
+    pub round_trips: Vec<usize>,
+    pub burst: Vec<usize>,
+}
+
+impl Schedule {
+    fn encode(&self) -> String {
+        let list = |values: &[usize]| {
+            values
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "{} {} {} {}",
+            self.rounds,
+            list(&self.sizes),
+            list(&self.round_trips),
+            list(&self.burst)
+        )
+    }
+
+    fn decode(text: &str) -> anyhow::Result<Schedule> {
+        let parts: Vec<&str> = text.split(' ').collect();
+        let list = |part: &str| -> anyhow::Result<Vec<usize>> {
+            part.split(',')
+                .map(|n| n.parse().context("schedule"))
+                .collect()
+        };
+        let [rounds, sizes, round_trips, burst] = parts[..] else {
+            bail!("bad schedule {text:?}");
+        };
+        Ok(Schedule {
+            rounds: rounds.parse()?,
+            sizes: list(sizes)?,
+            round_trips: list(round_trips)?,
+            burst: list(burst)?,
+        })
+    }
+}
+
+/// Runs the benchmark and prints its report.
+pub fn bench(args: Bench) -> anyhow::Result<ExitCode> {
+    if args.ty != Type::STREAM && args.sizes.iter().any(|&size| size > MAX_RECORD) {
+        bail!(
+            "sizes above {MAX_RECORD} bytes need --type stream: one seqpacket or dgram record holds about 208 KiB"
+        );
+    }
+    if !(args.duration > 0.0 && args.duration <= 3600.0) {
+        bail!("--duration must be more than 0 and at most 3600 seconds");
+    }
+    // Opened before anything starts, so an unwritable path fails first.
+    let plot = match &args.plot {
+        Some(path) => {
+            Some(File::create(path).with_context(|| format!("create {}", path.display()))?)
+        }
+        None => None,
+    };
+    if args.pin {
+        let cpu = pin_to_one_cpu().context("pin to one CPU")?;
+        eprintln!("sockpair bench: parent and child pinned to CPU {cpu}");
+    }
+    let (mut child, control) = SpawnOptions::new()
+        .spawn(
+            Command::new(std::env::current_exe().context("find our own binary")?).arg(child::MODE),
+        )
+        .context("start the benchmark's child")?;
+    let result = measure(&args, &control);
+    drop(control); // the child exits when the control socket closes
+    if child.wait_timeout(Duration::from_secs(10))?.is_none() {
+        child.kill()?;
+        child.wait()?;
+    }
+    let rows = result?;
+    if args.json {
+        println!("{}", report::json(args.ty, &rows));
+    } else {
+        print!("{}", report::table(args.ty, &rows));
+    }
+    if let (Some(mut file), Some(path)) = (plot, &args.plot) {
+        file.write_all(report::svg(args.ty, &rows).as_bytes())
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Hands the child its transports, sizes the run, runs it, and reduces the samples.
+fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
+    let (mut transports, child_ends) = Transports::new(args.ty)?;
+    let borrowed: Vec<_> = child_ends.iter().map(|fd| fd.as_fd()).collect();
+    let sizes = args
+        .sizes
+        .iter()
+        .map(usize::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    control
+        .send_with_fds(sizes.as_bytes(), &borrowed)
+        .context("hand the child its ends")?;
+    drop(child_ends);
+
+    let schedule = calibrate(args, &mut transports)?;
+    control
+        .send(schedule.encode().as_bytes())
+        .context("send the schedule")?;
+
+    let impls = Impl::ALL;
+    let cells = schedule.sizes.len() * impls.len();
+    let mut round_trips = vec![Vec::new(); cells];
+    let mut throughputs = vec![Vec::new(); cells];
+    let progress = std::io::stderr().is_terminal();
+    for round in 0..schedule.rounds {
+        for (s, &size) in schedule.sizes.iter().enumerate() {
+            transports.set_size(size);
+            for (i, &imp) in impls.iter().enumerate() {
+                let cell = s * impls.len() + i;
+                for _ in 0..schedule.round_trips[s] {
+                    let start = Instant::now();
+                    transports.round_trip(imp)?;
+                    round_trips[cell].push(start.elapsed().as_nanos() as u64);
+                }
+                let start = Instant::now();
+                transports.burst(imp, schedule.burst[s])?;
+                let seconds = start.elapsed().as_secs_f64();
+                throughputs[cell].push((size * schedule.burst[s]) as f64 / seconds);
+            }
+            if progress {
+                let done = (round * schedule.sizes.len() + s + 1) as f64
+                    / (schedule.rounds * schedule.sizes.len()) as f64;
+                let bar = (done * 30.0) as usize;
+                eprint!(
+                    "\rsockpair bench [{}{}] {:>3.0}%",
+                    "=".repeat(bar),
+                    " ".repeat(30 - bar),
+                    done * 100.0
+                );
+            }
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    let mut rows = Vec::with_capacity(cells);
+    for (s, &size) in schedule.sizes.iter().enumerate() {
+        for (i, &imp) in impls.iter().enumerate() {
+            let cell = s * impls.len() + i;
+            let samples = &mut round_trips[cell];
+            samples.sort_unstable();
+            throughputs[cell].sort_by(f64::total_cmp);
+            rows.push(Row {
+                imp,
+                size,
+                rtt_ns_p50: samples[samples.len() / 2],
+                rtt_ns_p99: samples[(samples.len() * 99 / 100).min(samples.len() - 1)],
+                throughput: throughputs[cell][throughputs[cell].len() / 2],
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Times a few libc round trips per size (the child echoes them as part of its
+/// warm-up) and sizes each phase so that the whole run takes about `--duration`.
+fn calibrate(args: &Bench, transports: &mut Transports) -> anyhow::Result<Schedule> {
+    let mut estimates = Vec::new();
+    for &size in &args.sizes {
+        transports.set_size(size);
+        let start = Instant::now();
+        for _ in 0..WARM_UP {
+            transports.round_trip(Impl::Libc)?;
+        }
+        estimates.push(start.elapsed().as_secs_f64() / WARM_UP as f64);
+    }
+    let rounds = if args.duration < 2.0 { 3 } else { 11 };
+    let phases = rounds * args.sizes.len() * Impl::ALL.len() * 2;
+    let budget = args.duration / phases as f64;
+    let count = |estimate: f64, most: usize| ((budget / estimate) as usize).clamp(5, most);
+    Ok(Schedule {
+        rounds,
+        sizes: args.sizes.clone(),
+        round_trips: estimates.iter().map(|&e| count(e, 200_000)).collect(),
+        // A one-way message costs at most about a round trip.
+        burst: estimates.iter().map(|&e| count(e, 400_000)).collect(),
+    })
+}
+
+/// Pins this process, and so the child it starts, to the first CPU it may use.
+fn pin_to_one_cpu() -> anyhow::Result<usize> {
+    let allowed = rustix::thread::sched_getaffinity(None)?;
+    let cpu = (0..rustix::thread::CpuSet::MAX_CPU)
+        .find(|&cpu| allowed.is_set(cpu))
+        .context("no CPU allowed")?;
+    let mut one = rustix::thread::CpuSet::new();
+    one.set(cpu);
+    rustix::thread::sched_setaffinity(None, &one)?;
+    Ok(cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_schedule_survives_its_text_form() {
+        let schedule = Schedule {
+            rounds: 3,
+            sizes: vec![1, 65536],
+            round_trips: vec![100, 7],
+            burst: vec![9, 5],
+        };
+        assert_eq!(Schedule::decode(&schedule.encode()).unwrap(), schedule);
+        assert!(Schedule::decode("3 1,2").is_err());
+    }
+}
