@@ -57,6 +57,30 @@ pub(crate) fn peer_cred(fd: impl AsFd) -> io::Result<(i32, u32, u32)> {
     Ok((cred.pid, cred.uid, cred.gid))
 }
 
+/// `SO_PASSRIGHTS` (Linux 6.16): whether a socket accepts `SCM_RIGHTS`. The value of
+/// the generic socket options (x86, ARM, RISC-V...); libc does not name it yet.
+const SO_PASSRIGHTS: libc::c_int = 83;
+
+/// Turns `SO_PASSRIGHTS` on or off. Off, a peer's `sendmsg` with descriptors fails with
+/// `EPERM`. Kernels before 6.16 answer `ENOPROTOOPT`.
+pub(crate) fn set_pass_rights(fd: impl AsFd, accept: bool) -> io::Result<()> {
+    let value: libc::c_int = accept.into();
+    // SAFETY: `value` is a readable c_int of the size passed; the fd is borrowed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PASSRIGHTS,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `fork()`: `Some(child pid)` in the parent, `None` in the child.
 ///
 /// # Safety

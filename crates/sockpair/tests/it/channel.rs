@@ -114,6 +114,7 @@ fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
         // Large messages split across reads; small ones, read late, merge into one read.
         for (ty, small) in TYPES.into_iter().flat_map(|ty| [(ty, false), (ty, true)]) {
             let (mut a, mut b) = channels::<Vec<u8>>(ty);
+            b.accept_fds(true).unwrap();
             let files: Vec<OwnedFd> = (0..6)
                 .map(|_| rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
                 .collect();
@@ -169,6 +170,7 @@ fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
 fn recv_closes_the_descriptors_it_was_not_asked_for() {
     watchdog(|| {
         let (mut a, mut b) = channels::<Vec<u8>>(Type::STREAM);
+        b.accept_fds(true).unwrap();
         let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
         a.send_with_fds(&b"x".to_vec(), &[pipe_w.as_fd()]).unwrap();
         drop(pipe_w);
@@ -367,5 +369,57 @@ fn a_batch_arrives_as_separate_messages_in_order() {
             ErrorKind::Encode,
             "one bad message: none is sent"
         );
+    });
+}
+
+#[test]
+fn a_channel_refuses_descriptors_until_it_accepts_them_and_nothing_is_lost_silently() {
+    watchdog(|| {
+        use std::io::Read;
+        // A stream: the kernel refuses them (SO_PASSRIGHTS, Linux 6.16+), so the sender
+        // knows at once and nothing of the message goes out.
+        let (mut a, mut b) = channels::<Vec<u8>>(Type::STREAM);
+        let (_pipe_r, pipe_w) = std::io::pipe().unwrap();
+        let err = a
+            .send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()])
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Fds, "{err}");
+        assert!(err.to_string().contains("accept_fds"), "{err}");
+        a.send(&b"plain".to_vec()).unwrap();
+        assert_eq!(
+            b.recv().unwrap(),
+            Some(b"plain".to_vec()),
+            "the refused message never went out"
+        );
+        b.accept_fds(true).unwrap();
+        a.send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()])
+            .unwrap();
+        let mut fds = Vec::new();
+        assert_eq!(
+            b.recv_with_fds(&mut fds).unwrap(),
+            Some(b"with fd".to_vec())
+        );
+        assert_eq!(fds.len(), 1);
+
+        // Records keep the kernel's door open (large messages need it): the receiver
+        // closes what it did not ask for, says so, then delivers the message.
+        for ty in [Type::SEQPACKET, Type::DGRAM] {
+            let (mut a, mut b) = channels::<Vec<u8>>(ty);
+            let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
+            a.send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()])
+                .unwrap();
+            drop(pipe_w);
+            assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Fds, "{ty:?}");
+            assert_eq!(
+                b.recv().unwrap(),
+                Some(b"with fd".to_vec()),
+                "{ty:?}: the message still comes"
+            );
+            assert_eq!(
+                pipe_r.read_to_end(&mut Vec::new()).unwrap(),
+                0,
+                "{ty:?}: the refused copy was closed"
+            );
+        }
     });
 }
