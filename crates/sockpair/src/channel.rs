@@ -25,6 +25,9 @@ use crate::types::Type;
 /// Frames with payloads up to this size are copied into one buffer to be sent.
 const GATHER_BELOW: usize = 4096;
 
+/// Length frames with payloads up to this size are built on the stack.
+const TINY: usize = 124;
+
 /// Receive buffer for records: at least this, or the socket's buffer sizes if larger.
 const MIN_RECORD_BUFFER: usize = 256 * 1024;
 
@@ -232,12 +235,29 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
     }
 
     /// Sends one message with descriptors; the receiver gets exactly these, in this
-    /// order, with this message (see [`recv_with_fds`](Channel::recv_with_fds)).
+    /// order, with this message (see [`recv_with_fds`](Channel::recv_with_fds)), if it
+    /// [accepts descriptors](Channel::accept_fds).
+    ///
+    /// ```
+    /// use std::os::fd::AsFd;
+    /// use sockpair::{pair, Channel, Type};
+    ///
+    /// let (a, b) = pair(Type::STREAM)?;
+    /// let (mut a, mut b): (Channel<String>, Channel<String>) = (Channel::new(a)?, Channel::new(b)?);
+    /// b.accept_fds(true)?;
+    /// let (_read, write) = std::io::pipe()?;
+    /// a.send_with_fds(&"a pipe for you".into(), &[write.as_fd()])?;
+    /// let mut fds = Vec::new();
+    /// assert_eq!(b.recv_with_fds(&mut fds)?.as_deref(), Some("a pipe for you"));
+    /// assert_eq!(fds.len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///
     /// As [`send`](Channel::send); also [`ErrorKind::Fds`] for more than
-    /// [`MAX_FDS_PER_MESSAGE`](crate::MAX_FDS_PER_MESSAGE) descriptors.
+    /// [`MAX_FDS_PER_MESSAGE`](crate::MAX_FDS_PER_MESSAGE) descriptors, or when the peer
+    /// refuses descriptors (nothing is sent then).
     pub fn send_with_fds(&mut self, message: &Tx, fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
         if fds.len() > MAX_FDS_PER_MESSAGE {
             return Err(Error::new(
@@ -302,6 +322,25 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
             let deadline = self.write_timeout.map(|timeout| Instant::now() + timeout);
             return self.send_record(payload, fds, deadline);
         }
+        let lean = fds.is_empty() && self.write_timeout.is_none() && !self.send_broken;
+        if lean && self.framing == Framing::Length && payload.len() <= TINY {
+            // The most common message of all, on the shortest path: built on the stack
+            // and written with one `send`.
+            let mut frame = [0; TINY + 4];
+            let len = payload.len() + 4;
+            frame[..4].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+            frame[4..len].copy_from_slice(payload);
+            match self.socket.send(&frame[..len]) {
+                Ok(n) if n == len => return Ok(()),
+                Ok(n) => {
+                    self.batch.clear();
+                    self.batch.extend_from_slice(&frame[n..len]);
+                    return self.send_rest_of_batch(0, true);
+                }
+                Err(err) if err.kind() != io::ErrorKind::Interrupted => return Err(err.into()),
+                Err(_) => {} // nothing went out: the general path retries
+            }
+        }
         let mut header = [0; length::MAX_HEADER];
         let parts = frame_parts(self.framing, payload, &mut header)?;
         if !fds.is_empty() || payload.len() > GATHER_BELOW {
@@ -315,21 +354,22 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         for part in parts {
             frame.extend_from_slice(part);
         }
-        if self.write_timeout.is_none() && !self.send_broken {
+        if lean {
             match self.socket.send(frame) {
                 Ok(n) if n == frame.len() => return Ok(()),
-                Ok(n) => return self.send_rest_of_batch(n),
+                Ok(n) => return self.send_rest_of_batch(n, true),
                 Err(err) if err.kind() != io::ErrorKind::Interrupted => return Err(err.into()),
                 Err(_) => {} // nothing went out: the general path retries
             }
         }
-        self.send_rest_of_batch(0)
+        self.send_rest_of_batch(0, false)
     }
 
-    /// Sends the frame gathered in `batch` from byte `sent` on.
-    fn send_rest_of_batch(&mut self, sent: usize) -> Result<(), Error> {
+    /// Sends what `batch` holds from byte `from` on; `sent_any` if part of its frame
+    /// already went out.
+    fn send_rest_of_batch(&mut self, from: usize, sent_any: bool) -> Result<(), Error> {
         let batch = std::mem::take(&mut self.batch);
-        let result = self.send_parts(&mut [IoSlice::new(&batch[sent..])], &[], sent > 0);
+        let result = self.send_parts(&mut [IoSlice::new(&batch[from..])], &[], sent_any);
         self.batch = batch;
         result
     }

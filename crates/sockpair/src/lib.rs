@@ -39,7 +39,7 @@
 //!
 //! A [`Channel`] carries whole messages over one end: `Vec<u8>`, `String`, or with the
 //! `serde` feature any serde type as [`Json<T>`](Json) or [`Postcard<T>`](Postcard),
-//! each with descriptors if you like. On a stream the frame is a 4-byte big-endian
+//! each with descriptors if the receiving end [accepts them](Channel::accept_fds). On a stream the frame is a 4-byte big-endian
 //! length and the payload, which Python's `multiprocessing.connection` speaks as is;
 //! [`Framing::Lines`] speaks Node's IPC channel; on seqpacket and datagram sockets one
 //! record is one message. Frames over a limit are refused before anything is allocated,
