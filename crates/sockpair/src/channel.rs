@@ -200,7 +200,8 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
     /// instead of `recvmsg` (a few percent of a small round trip).
     ///
     /// Turn it on before the peer sends any; descriptors refused earlier are not
-    /// delivered later.
+    /// delivered later, and descriptors already queued on the socket when a stream
+    /// channel that does not accept them is made are closed unseen.
     ///
     /// # Errors
     ///
