@@ -38,7 +38,7 @@
 //! # Messages
 //!
 //! A [`Channel`] carries whole messages over one end: `Vec<u8>`, `String`, or with the
-//! `serde` feature any serde type as [`Json<T>`](Json) or [`Postcard<T>`](Postcard),
+//! `serde` feature any serde type as `Json<T>` or `Postcard<T>`,
 //! each with descriptors if the receiving end [accepts them](Channel::accept_fds). On a stream the frame is a 4-byte big-endian
 //! length and the payload, which Python's `multiprocessing.connection` speaks as is;
 //! [`Framing::Lines`] speaks Node's IPC channel; on seqpacket and datagram sockets one

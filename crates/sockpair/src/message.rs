@@ -5,7 +5,7 @@ use crate::error::{Error, ErrorKind};
 /// A value that travels as one frame.
 ///
 /// Implemented for raw bytes (`Vec<u8>`), UTF-8 text (`String`), and, with the `serde`
-/// feature, for [`Json<T>`] and [`Postcard<T>`] of any serde type. Implement it for a
+/// feature, for `Json<T>` and `Postcard<T>` of any serde type. Implement it for a
 /// format of your own.
 pub trait Message: Sized {
     /// The frame's payload for `self`: borrowed from `self` when it already is bytes,
