@@ -55,6 +55,7 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
         .ty(run.ty)
         .child_fd(run.fd)
         .convention(convention)
+        .die_with_parent(true) // killing sockpair must not leave the program behind
         .spawn(&mut cmd)
         .with_context(|| format!("spawn '{}'", run.program.to_string_lossy()))?;
 

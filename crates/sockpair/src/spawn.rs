@@ -135,6 +135,7 @@ pub struct SpawnOptions {
     child_fd: i32,
     convention: Convention,
     close_other_fds: bool,
+    die_with_parent: bool,
 }
 
 impl Default for SpawnOptions {
@@ -144,6 +145,7 @@ impl Default for SpawnOptions {
             child_fd: 3,
             convention: Convention::default(),
             close_other_fds: true,
+            die_with_parent: false,
         }
     }
 }
@@ -183,6 +185,15 @@ impl SpawnOptions {
         self
     }
 
+    /// Whether the child is killed (`SIGKILL`) when the thread that spawned it exits,
+    /// for example because this process was killed (default `false`). Linux's
+    /// `PR_SET_PDEATHSIG`: it follows the spawning **thread**, so spawn from a thread
+    /// that lives as long as the child should.
+    pub fn die_with_parent(&mut self, die: bool) -> &mut Self {
+        self.die_with_parent = die;
+        self
+    }
+
     /// Creates the pair and starts `cmd` with one end; returns the child and the other
     /// end (close-on-exec, blocking).
     ///
@@ -202,6 +213,11 @@ impl SpawnOptions {
             source: child_end.as_raw_fd(),
             target: self.child_fd,
             close_others: self.close_other_fds,
+            die_with: if self.die_with_parent {
+                std::process::id() as i32
+            } else {
+                0
+            },
         };
         let child = match CommandParts::read(cmd) {
             Some(parts) => Child::from_pid(spawn_direct(self.exec(parts, placement)?)?),
@@ -296,12 +312,7 @@ impl SpawnOptions {
             }
         }
         let source = Arc::new(AtomicI32::new(placement.source));
-        place_fd_in(
-            cmd,
-            source.clone(),
-            placement.target,
-            placement.close_others,
-        );
+        place_fd_in(cmd, source.clone(), placement);
         let spawned = cmd.spawn();
         source.store(-1, Ordering::Release);
         for (name, _) in &vars {

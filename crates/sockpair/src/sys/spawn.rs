@@ -29,6 +29,9 @@ pub(crate) struct Placement {
     /// Mark every other descriptor from 3 up close-on-exec, so the child gets only its
     /// stdio and this one.
     pub close_others: bool,
+    /// If not 0, the pid of this process: the child asks for `SIGKILL` when the thread
+    /// that started it dies (`PR_SET_PDEATHSIG`), and gives up if that already happened.
+    pub die_with: libc::pid_t,
 }
 
 /// A program to start directly, prepared by the caller.
@@ -243,7 +246,18 @@ fn place_fd(placement: Placement, max_fd: c_int) -> Result<(), c_int> {
         source,
         target,
         close_others,
+        die_with,
     } = placement;
+    if die_with != 0 {
+        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == -1 {
+            return Err(errno());
+        }
+        // SAFETY: getppid has no preconditions.
+        if unsafe { libc::getppid() } != die_with {
+            return Err(libc::ESRCH); // the parent is already gone
+        }
+    }
     if source == target {
         // dup2(n, n) would do nothing and leave close-on-exec set.
         // SAFETY: plain fcntl on a descriptor number.
@@ -328,12 +342,7 @@ fn max_fd() -> c_int {
 /// (stdio, uid and the like set on the `Command`). `source` holds the parent's
 /// descriptor; set it to -1 once the spawn is over, so that a later spawn of the same
 /// `Command` finds the closure inert instead of placing a stale descriptor number.
-pub(crate) fn place_fd_in(
-    cmd: &mut Command,
-    source: Arc<AtomicI32>,
-    target: RawFd,
-    close_others: bool,
-) {
+pub(crate) fn place_fd_in(cmd: &mut Command, source: Arc<AtomicI32>, placement: Placement) {
     let max_fd = max_fd();
     let hook = move || {
         let source = source.load(Ordering::Acquire);
@@ -343,8 +352,7 @@ pub(crate) fn place_fd_in(
         place_fd(
             Placement {
                 source,
-                target,
-                close_others,
+                ..placement
             },
             max_fd,
         )

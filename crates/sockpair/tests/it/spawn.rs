@@ -499,3 +499,43 @@ fn from_inherited_checks_takes_and_hides_the_end() {
         assert_eq!(lines[8], "grandchild: unset closed");
     });
 }
+
+#[test]
+fn a_child_can_die_with_the_thread_that_spawned_it() {
+    watchdog(|| {
+        for through_std in [false, true] {
+            let spawn = |die: bool| {
+                std::thread::spawn(move || {
+                    let mut cmd = Command::new("sleep");
+                    cmd.arg("30");
+                    if through_std {
+                        cmd.stdin(Stdio::null());
+                    }
+                    SpawnOptions::new()
+                        .die_with_parent(die)
+                        .spawn(&mut cmd)
+                        .unwrap()
+                })
+                .join()
+                .unwrap()
+            };
+            // The spawning thread has exited: the child was told to die with it.
+            let (mut child, _socket) = spawn(true);
+            let status = child.wait_timeout(Duration::from_secs(10)).unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            assert_eq!(
+                status.and_then(|s| s.signal()),
+                Some(libc::SIGKILL),
+                "std path: {through_std}"
+            );
+            // Without it, the child lives on.
+            let (mut child, _socket) = spawn(false);
+            assert_eq!(
+                child.wait_timeout(Duration::from_millis(200)).unwrap(),
+                None
+            );
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    });
+}
