@@ -584,7 +584,7 @@ fn run_takes_its_program_down_when_it_is_killed() {
     // Gone, or at most a zombie waiting for init to reap it.
     let alive = || {
         std::fs::read_to_string(proc_dir.join("stat"))
-            .is_ok_and(|stat| !stat.split_whitespace().nth(2).is_some_and(|s| s == "Z"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"))
     };
     while alive() {
         assert!(start.elapsed() < LIMIT, "{child} outlived sockpair");
