@@ -42,11 +42,11 @@ fn start(command: &str, end: OwnedFd) -> anyhow::Result<Child> {
         bail!("empty command");
     }
     let stdout = end.try_clone().context("dup")?;
-    let child = Command::new("sh")
-        .arg("-c")
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
         .arg(command)
         .stdin(Stdio::from(end))
-        .stdout(Stdio::from(stdout))
-        .spawn()?;
-    Ok(child)
+        .stdout(Stdio::from(stdout));
+    crate::sys::die_with_parent(&mut cmd);
+    Ok(cmd.spawn()?)
 }

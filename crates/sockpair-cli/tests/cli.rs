@@ -556,39 +556,46 @@ fn bench_refuses_bad_input_before_starting_a_child() {
 }
 
 #[test]
-fn run_takes_its_program_down_when_it_is_killed() {
-    let dir = std::env::temp_dir().join(format!("sockpair-kill-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let pidfile = dir.join("pid");
-    let script = format!("echo $$ > {}; exec sleep 120", pidfile.display());
-    let mut sockpair = Command::new(env!("CARGO_BIN_EXE_sockpair"))
-        .args(["run", "--", "sh", "-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while !pidfile.exists() || std::fs::read_to_string(&pidfile).unwrap().trim().is_empty() {
-        assert!(start.elapsed() < LIMIT, "the child never started");
-        std::thread::sleep(Duration::from_millis(10));
+fn run_and_pipe_take_their_programs_down_when_killed() {
+    for (i, mode) in ["run", "pipe"].iter().enumerate() {
+        let dir =
+            std::env::temp_dir().join(format!("sockpair-kill-test-{}-{i}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pidfile = dir.join("pid");
+        let script = format!("echo $$ > {}; exec sleep 120", pidfile.display());
+        let args: Vec<&str> = match *mode {
+            "run" => vec!["run", "--", "sh", "-c", &script],
+            _ => vec!["pipe", &script, "cat"],
+        };
+        let mut sockpair = Command::new(env!("CARGO_BIN_EXE_sockpair"))
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(&pidfile).map_or(true, |pid| pid.trim().is_empty()) {
+            assert!(start.elapsed() < LIMIT, "{mode}: the child never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
+        let proc_dir = std::path::PathBuf::from(format!("/proc/{child}"));
+        assert!(proc_dir.exists());
+        Command::new("kill")
+            .args(["-TERM", &sockpair.id().to_string()])
+            .status()
+            .unwrap();
+        sockpair.wait().unwrap();
+        // Gone, or at most a zombie waiting for init to reap it.
+        let alive = || {
+            std::fs::read_to_string(proc_dir.join("stat"))
+                .is_ok_and(|stat| stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"))
+        };
+        let start = std::time::Instant::now();
+        while alive() {
+            assert!(start.elapsed() < LIMIT, "{mode}: {child} outlived sockpair");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
-    let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
-    let proc_dir = std::path::PathBuf::from(format!("/proc/{child}"));
-    assert!(proc_dir.exists());
-    Command::new("kill")
-        .args(["-TERM", &sockpair.id().to_string()])
-        .status()
-        .unwrap();
-    sockpair.wait().unwrap();
-    let start = std::time::Instant::now();
-    // Gone, or at most a zombie waiting for init to reap it.
-    let alive = || {
-        std::fs::read_to_string(proc_dir.join("stat"))
-            .is_ok_and(|stat| stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"))
-    };
-    while alive() {
-        assert!(start.elapsed() < LIMIT, "{child} outlived sockpair");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -39,3 +39,24 @@ pub fn recv(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
         Ok(n as usize)
     }
 }
+
+/// Makes the child of `cmd` die (`SIGKILL`) when this thread does, as
+/// `SpawnOptions::die_with_parent` does for sockpair's own spawns: `sockpair pipe` must
+/// not leave its commands running if it is killed.
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id() as libc::pid_t;
+    let hook = move || {
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: getppid has no preconditions. If the parent is already gone, give up.
+        if unsafe { libc::getppid() } != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook makes two async-signal-safe system calls and allocates nothing.
+    unsafe { cmd.pre_exec(hook) };
+}
