@@ -171,6 +171,18 @@ fn main() {
                     }
                 })
             },
+            &mut || {
+                // What a hand-written sender does when messages vary: write the length
+                // and copy the payload into a buffer, then send.
+                sync(frame.len() * FRAMES, &mut || {
+                    for _ in 0..FRAMES {
+                        let mut by_hand = [0u8; 128];
+                        by_hand[..4].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+                        by_hand[4..4 + payload.len()].copy_from_slice(black_box(&payload));
+                        libc_send_all(fd, &by_hand[..4 + payload.len()])
+                    }
+                })
+            },
         ],
     );
     report(
@@ -179,6 +191,7 @@ fn main() {
             "libc, one frame per send",
             "sockpair Channel::send",
             "sockpair send_batch(100)",
+            "libc, framing each message",
         ],
         &times,
     );
