@@ -394,7 +394,7 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         let mut fds = fds;
         let mut sent_any = sent_any;
         while !slices.is_empty() && !slices.iter().all(|slice| slice.is_empty()) {
-            match self.io(deadline, PollFlags::OUT, |socket, flags| {
+            match io_with(&self.socket, deadline, PollFlags::OUT, |socket, flags| {
                 socket.send_msg(slices, fds, send_flags(flags))
             }) {
                 Ok(n) => {
@@ -425,7 +425,7 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
                  is marked on records; add a byte or put another descriptor last",
             ));
         }
-        let sent = self.io(deadline, PollFlags::OUT, |socket, flags| {
+        let sent = io_with(&self.socket, deadline, PollFlags::OUT, |socket, flags| {
             socket.send_msg(&[IoSlice::new(payload)], fds, send_flags(flags))
         });
         match sent {
@@ -442,7 +442,7 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         let sealed = memfd::seal(payload)?;
         let mut all: Vec<BorrowedFd<'_>> = fds.to_vec();
         all.push(sealed.as_fd());
-        self.io(deadline, PollFlags::OUT, |socket, flags| {
+        io_with(&self.socket, deadline, PollFlags::OUT, |socket, flags| {
             socket.send_msg(&[], &all, send_flags(flags))
         })
         .map(drop)
@@ -633,20 +633,11 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         fds.append(&mut arrived);
         Ok(Some(record))
     }
-
-    /// Runs `op` on the socket until it succeeds, waiting for `events` first when there
-    /// is a deadline (and then never blocking in `op` itself).
-    fn io<T>(
-        &self,
-        deadline: Option<Instant>,
-        events: PollFlags,
-        op: impl FnMut(&Socket, bool) -> io::Result<T>,
-    ) -> Result<T, Error> {
-        io_with(&self.socket, deadline, events, op)
-    }
 }
 
-/// See [`Channel::io`]; a free function so that callers can lend other fields to `op`.
+/// Runs `op` on the socket until it succeeds, waiting for `events` first when there is a
+/// deadline (and then never blocking in `op` itself). A free function, so that callers
+/// can lend other fields of the channel to `op`.
 fn io_with<T>(
     socket: &Socket,
     deadline: Option<Instant>,
