@@ -6,7 +6,8 @@
 //! The child is this binary re-executed (its end handed over with `SpawnOptions`); both
 //! processes are pinned to one CPU. Groups:
 //! - `rtt_64B`: round trip of a 64-byte frame (a 4-byte length + 64 bytes, echoed).
-//! - `rtt_struct`: round trip of a small serde struct (postcard; ipc-channel: its own).
+//! - `rtt_struct`: round trip of a small serde struct, decoded and re-encoded by the child
+//!   (postcard over a stream and a seqpacket pair; ipc-channel over its own).
 //! - `rate_64B`: one-way frames of 64 bytes, 1000 per iteration, then an acknowledgement.
 //! - `throughput`: one-way 64 KiB and 1 MiB messages.
 
@@ -18,9 +19,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ipc_channel::ipc::IpcOneShotServer;
-use sockpair::{Channel, Postcard, Socket};
+use sockpair::{Channel, Postcard, Socket, Type};
 use sockpair_benches::{
-    IpcPair, child, libc_recv_exact, libc_send_all, pin_to_one_cpu, request, run_child_mode,
+    IpcPair, child, child_with, libc_recv_exact, libc_send_all, pin_to_one_cpu, request,
+    run_child_mode,
 };
 
 fn main() {
@@ -72,19 +74,22 @@ fn rtt_64(c: &mut Criterion) {
 
 fn rtt_struct(c: &mut Criterion) {
     let mut group = c.benchmark_group("rtt_struct");
-    let request = request();
-
-    let (mut echo, socket) = child("echo");
-    let mut channel: Channel<Postcard<sockpair_benches::Request>> = Channel::new(socket).unwrap();
-    let message = Postcard(request.clone());
-    group.bench_function("sockpair_postcard", |b| {
-        b.iter(|| {
-            channel.send(&message).unwrap();
-            black_box(channel.recv().unwrap().unwrap());
-        })
-    });
-    drop(channel);
-    echo.wait().unwrap();
+    for (name, ty) in [
+        ("sockpair_postcard_stream", Type::STREAM),
+        ("sockpair_postcard_seqpacket", Type::SEQPACKET),
+    ] {
+        let (mut echo, socket) = child_with("typed-echo", ty);
+        let mut channel: Channel<Postcard<sockpair_benches::Request>> =
+            Channel::new(socket).unwrap();
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                channel.send(&Postcard(request())).unwrap();
+                black_box(channel.recv().unwrap().unwrap());
+            })
+        });
+        drop(channel);
+        echo.wait().unwrap();
+    }
 
     let (server, name) = IpcOneShotServer::<IpcPair>::new().unwrap();
     let (mut ipc, mut socket) = child("ipc");
@@ -93,7 +98,7 @@ fn rtt_struct(c: &mut Criterion) {
     let (_, (to_child, from_child)) = server.accept().unwrap();
     group.bench_function("ipc_channel", |b| {
         b.iter(|| {
-            to_child.send(request.clone()).unwrap();
+            to_child.send(request()).unwrap();
             black_box(from_child.recv().unwrap());
         })
     });

@@ -10,9 +10,9 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
 use ipc_channel::ipc::IpcOneShotServer;
-use sockpair::{Channel, Postcard};
+use sockpair::{Channel, Postcard, Type};
 use sockpair_benches::{
-    IpcPair, Request, child, child_with, interleaved, libc_recv_exact, libc_send_all,
+    FRAME_LEN, IpcPair, Request, child, child_with, interleaved, libc_recv_exact, libc_send_all,
     pin_to_one_cpu, request, run_child_mode,
 };
 
@@ -33,11 +33,13 @@ fn main() {
     if run_child_mode() || std::env::args().any(|arg| arg == "--list") {
         return;
     }
+    println!("{ROUNDS} interleaved rounds; medians; ratio against the first row");
+    // First, before pinning: parent and child each on a CPU of the scheduler's choosing,
+    // as they run in practice. Every later comparison has both on one CPU.
+    end_to_end("not pinned");
     match pin_to_one_cpu() {
-        Some(cpu) => println!(
-            "pinned to CPU {cpu}; {ROUNDS} interleaved rounds; medians; ratio against the first row"
-        ),
-        None => println!("not pinned; {ROUNDS} interleaved rounds; medians"),
+        Some(cpu) => println!("pinned to CPU {cpu} from here on"),
+        None => println!("pinning failed; not pinned"),
     }
 
     // Round trip of a 64-byte frame through one echo child.
@@ -83,15 +85,16 @@ fn main() {
         &times,
     );
 
-    // Typed round trip: postcard over a Channel against ipc-channel (its own child).
-    let mut typed: Channel<Postcard<Request>> = Channel::new(socket.try_clone().unwrap()).unwrap();
-    let message = Postcard(request());
+    // Typed round trip against ipc-channel: every child decodes the request and sends it
+    // back re-encoded, every parent builds a fresh request each time.
     let (server, name) = IpcOneShotServer::<IpcPair>::new().unwrap();
     let (mut ipc, mut ipc_socket) = child("ipc");
     ipc_socket.write_all(name.as_bytes()).unwrap();
     drop(ipc_socket);
     let (_, (to_child, from_child)) = server.accept().unwrap();
-    let (mut echo_seqpacket, seqpacket) = child_with("echo", sockpair::Type::SEQPACKET);
+    let (mut typed_echo, stream) = child_with("typed-echo", Type::STREAM);
+    let mut typed: Channel<Postcard<Request>> = Channel::new(stream).unwrap();
+    let (mut typed_echo_seqpacket, seqpacket) = child_with("typed-echo", Type::SEQPACKET);
     let mut typed_seqpacket: Channel<Postcard<Request>> = Channel::new(seqpacket).unwrap();
     let times = interleaved(
         ROUNDS,
@@ -102,11 +105,11 @@ fn main() {
                 black_box(from_child.recv().unwrap());
             },
             &mut || {
-                typed.send(&message).unwrap();
+                typed.send(&Postcard(request())).unwrap();
                 black_box(typed.recv().unwrap().unwrap());
             },
             &mut || {
-                typed_seqpacket.send(&message).unwrap();
+                typed_seqpacket.send(&Postcard(request())).unwrap();
                 black_box(typed_seqpacket.recv().unwrap().unwrap());
             },
         ],
@@ -129,7 +132,8 @@ fn main() {
         std_stream,
         socket,
     ));
-    echo_seqpacket.wait().unwrap();
+    typed_echo.wait().unwrap();
+    typed_echo_seqpacket.wait().unwrap();
     ipc.wait().unwrap();
     echo.wait().unwrap();
 
@@ -217,4 +221,52 @@ fn main() {
     }
     drop((channel, batching, socket));
     sink.wait().unwrap();
+    end_to_end("pinned");
+}
+
+/// The message rate end to end: `FRAME_COUNT` 64-byte messages from the parent, each
+/// taken by the child, then one acknowledgement. Raw libc one frame per system call at
+/// both ends (`send` of a prebuilt frame, `recv` of exactly one frame) against a
+/// `Channel` at both ends.
+fn end_to_end(placement: &str) {
+    const FRAME_COUNT: u64 = 1000;
+    let (mut libc_child, libc_socket) = child("libc-frames");
+    let (mut channel_child, channel_socket) = child("channel-frames");
+    let fd = libc_socket.as_raw_fd();
+    let frame: Vec<u8> = [&64u32.to_be_bytes()[..], &[7; 64]].concat();
+    assert_eq!(frame.len(), FRAME_LEN);
+    let payload = vec![7u8; 64];
+    let count = FRAME_COUNT.to_le_bytes().to_vec();
+    let mut channel: Channel<Vec<u8>> = Channel::new(channel_socket).unwrap();
+    let times = interleaved(
+        ROUNDS,
+        20,
+        &mut [
+            &mut || {
+                libc_send_all(fd, &count);
+                for _ in 0..FRAME_COUNT {
+                    libc_send_all(fd, &frame);
+                }
+                libc_recv_exact(fd, &mut [0]);
+            },
+            &mut || {
+                channel.send(&count).unwrap();
+                for _ in 0..FRAME_COUNT {
+                    channel.send(&payload).unwrap();
+                }
+                black_box(channel.recv().unwrap().unwrap());
+            },
+        ],
+    );
+    report(
+        &format!("1000 64-byte messages end to end, {placement} (time; rate is the inverse)"),
+        &[
+            "libc, one frame per system call",
+            "sockpair Channel at both ends",
+        ],
+        &times,
+    );
+    drop((libc_socket, channel));
+    libc_child.wait().unwrap();
+    channel_child.wait().unwrap();
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
-use sockpair::{Socket, SpawnOptions};
+use sockpair::{Channel, Postcard, Socket, SpawnOptions};
 
 /// Pins this process (and so the children it starts) to one CPU, so that both sides of
 /// every measurement share it: on small virtual machines a cross-CPU wake-up costs more
@@ -109,6 +109,9 @@ pub fn run_child_mode() -> bool {
         Ok("echo") => echo_child(),
         Ok("sink") => sink_child(),
         Ok("ipc") => ipc_child(),
+        Ok("typed-echo") => typed_echo_child(),
+        Ok("libc-frames") => libc_frames_child(),
+        Ok("channel-frames") => channel_frames_child(),
         _ => return false,
     }
     true
@@ -174,5 +177,49 @@ fn ipc_child() {
     bootstrap.send((to_child, from_child_side)).unwrap();
     while let Ok(request) = from_parent.recv() {
         to_parent.send(request).unwrap();
+    }
+}
+
+/// Decodes each request with a `Channel<Postcard<Request>>` and sends it back, re-encoded:
+/// the same work as ipc-channel's echo child.
+fn typed_echo_child() {
+    let mut channel: Channel<Postcard<Request>> = Channel::new(inherited()).unwrap();
+    while let Some(request) = channel.recv().unwrap() {
+        channel.send(&request).unwrap();
+    }
+}
+
+/// Frames of this many bytes (a 4-byte length and 64 bytes) in the end-to-end rate.
+pub const FRAME_LEN: usize = 68;
+
+/// The receiving end of a raw libc protocol, one frame per system call: an 8-byte count,
+/// then that many `FRAME_LEN`-byte frames each read with its own `recv`, then one byte
+/// of acknowledgement; until EOF.
+fn libc_frames_child() {
+    let socket = inherited();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+    let mut frame = [0; FRAME_LEN];
+    loop {
+        let mut count = [0; 8];
+        match libc_recv(fd, &mut count) {
+            0 => return,
+            n => assert_eq!(n, 8, "recv: {}", std::io::Error::last_os_error()),
+        }
+        for _ in 0..u64::from_le_bytes(count) {
+            libc_recv_exact(fd, &mut frame);
+        }
+        libc_send_all(fd, b"k");
+    }
+}
+
+/// The same protocol spoken with a `Channel<Vec<u8>>`: a message holding the count, that
+/// many messages, then a one-byte message back; until EOF.
+fn channel_frames_child() {
+    let mut channel: Channel<Vec<u8>> = Channel::new(inherited()).unwrap();
+    while let Some(count) = channel.recv().unwrap() {
+        for _ in 0..u64::from_le_bytes(count.try_into().unwrap()) {
+            std::hint::black_box(channel.recv().unwrap().unwrap());
+        }
+        channel.send(&b"k".to_vec()).unwrap();
     }
 }

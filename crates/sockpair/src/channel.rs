@@ -14,7 +14,7 @@ use rustix::net::SendFlags;
 
 use crate::error::{Error, ErrorKind};
 use crate::fds::MAX_FDS_PER_MESSAGE;
-use crate::frame::{DEFAULT_MAX_FRAME_LEN, Decoder, Frame, Framing, frame_parts, length};
+use crate::frame::{DEFAULT_MAX_FRAME_LEN, Decoder, Frame, Framing, Payload, frame_parts, length};
 use crate::memfd;
 use crate::message::Message;
 use crate::socket::Socket;
@@ -473,19 +473,23 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
     /// As [`recv`](Channel::recv).
     pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
         let deadline = self.read_timeout.map(|timeout| Instant::now() + timeout);
-        let payload = if self.framing == Framing::Records {
-            self.recv_record(fds, deadline)?
+        let (payload, buffer) = if self.framing == Framing::Records {
+            (self.recv_record(fds, deadline)?, &self.record_buffer[..])
         } else {
-            self.recv_frame(fds, deadline)?
+            (self.recv_frame(fds, deadline)?, self.decoder.buffer())
         };
-        payload.map(Rx::decode).transpose()
+        match payload {
+            None => Ok(None),
+            Some(Payload::Lent(range)) => Rx::decode_lent(&buffer[range]).map(Some),
+            Some(Payload::Own(payload)) => Rx::decode(payload).map(Some),
+        }
     }
 
     fn recv_frame(
         &mut self,
         fds: &mut Vec<OwnedFd>,
         deadline: Option<Instant>,
-    ) -> Result<Option<Vec<u8>>, Error> {
+    ) -> Result<Option<Payload>, Error> {
         loop {
             if let Some(Frame {
                 payload,
@@ -585,9 +589,9 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         &mut self,
         fds: &mut Vec<OwnedFd>,
         deadline: Option<Instant>,
-    ) -> Result<Option<Vec<u8>>, Error> {
+    ) -> Result<Option<Payload>, Error> {
         if let Some(record) = self.pending_record.take() {
-            return Ok(Some(record));
+            return Ok(Some(Payload::Own(record)));
         }
         if self.record_buffer.is_empty() {
             let socket_buffers = rustix::net::sockopt::socket_send_buffer_size(&self.socket)
@@ -621,13 +625,13 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         let record = match arrived.last() {
             Some(last) if received.bytes == 0 && memfd::is_sealed(last) => {
                 let sealed = arrived.pop().expect("checked above");
-                memfd::read(sealed, self.max_frame_len)?
+                Payload::Own(memfd::read(sealed, self.max_frame_len)?)
             }
-            _ => self.record_buffer[..received.bytes].to_vec(),
+            _ => Payload::Lent(0..received.bytes),
         };
         if !arrived.is_empty() && !self.accept_fds {
             drop(arrived);
-            self.pending_record = Some(record);
+            self.pending_record = Some(record.into_vec(&self.record_buffer));
             return Err(refused());
         }
         fds.append(&mut arrived);

@@ -45,7 +45,9 @@ struct Inner {
 }
 
 impl Error {
-    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+    /// An error of `kind` that says `message`: what a [`Message`](crate::Message) of
+    /// your own returns when a value cannot be encoded or a payload decoded.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error(Box::new(Inner {
             kind,
             message: message.into(),
@@ -53,7 +55,9 @@ impl Error {
         }))
     }
 
-    pub(crate) fn with_source(
+    /// An error of `kind` that says `message`, caused by `source` (shown after the
+    /// message, and returned by [`source`](std::error::Error::source)).
+    pub fn with_source(
         kind: ErrorKind,
         message: impl Into<String>,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,

@@ -14,6 +14,7 @@ pub(crate) mod length;
 pub(crate) mod lines;
 
 use std::io::{IoSlice, Read, Write};
+use std::ops::Range;
 
 use crate::error::{Error, ErrorKind};
 
@@ -44,9 +45,29 @@ const ASSEMBLE_IN_BUFFER: usize = 16 * 1024;
 /// byte after it (to match it with descriptors that arrived meanwhile).
 #[derive(Debug)]
 pub(crate) struct Frame {
-    pub payload: Vec<u8>,
+    pub payload: Payload,
     pub offset: u64,
     pub end: u64,
+}
+
+/// Where a received payload is: lent from a receive buffer (no allocation for a small
+/// message), or in a buffer of its own.
+#[derive(Debug)]
+pub(crate) enum Payload {
+    /// These bytes of the receiver's buffer, until it next reads.
+    Lent(Range<usize>),
+    /// A large payload, read into a buffer of its exact size.
+    Own(Vec<u8>),
+}
+
+impl Payload {
+    /// The payload as a `Vec`, its bytes taken from `buffer` if lent.
+    pub(crate) fn into_vec(self, buffer: &[u8]) -> Vec<u8> {
+        match self {
+            Payload::Lent(range) => buffer[range].to_vec(),
+            Payload::Own(payload) => payload,
+        }
+    }
 }
 
 /// A large payload being read into its own buffer, allocated once at its exact size.
@@ -99,12 +120,17 @@ impl Decoder {
     }
 
     /// The next whole frame from what has been fed, `Ok(None)` if more bytes are needed.
+    #[inline]
     pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, Error> {
+        if self.start == self.end && self.partial.is_none() && !self.broken {
+            return Ok(None); // nothing buffered: the common case before a read
+        }
+        self.next_buffered_frame()
+    }
+
+    fn next_buffered_frame(&mut self) -> Result<Option<Frame>, Error> {
         if self.broken {
             return Err(unusable());
-        }
-        if self.start == self.end && self.partial.is_none() {
-            return Ok(None); // nothing buffered: the common case before a read
         }
         let result = self.cut();
         if result.is_err() {
@@ -122,7 +148,7 @@ impl Decoder {
             partial.payload.truncate(partial.total);
             self.consumed = partial.payload_offset + partial.total as u64;
             return Ok(Some(Frame {
-                payload: partial.payload,
+                payload: Payload::Own(partial.payload),
                 offset: partial.frame_offset,
                 end: self.consumed,
             }));
@@ -156,8 +182,9 @@ impl Decoder {
             return Ok(None);
         }
         let used = skip + len + after;
+        let payload = self.start + skip;
         let frame = Frame {
-            payload: unread[skip..skip + len].to_vec(),
+            payload: Payload::Lent(payload..payload + len),
             offset: self.consumed,
             end: self.consumed + used as u64,
         };
@@ -216,6 +243,11 @@ impl Decoder {
             }
         }
         &mut self.buf[self.end..]
+    }
+
+    /// The buffer that [`Payload::Lent`] ranges point into.
+    pub(crate) fn buffer(&self) -> &[u8] {
+        &self.buf
     }
 
     /// Records that `n` bytes were read into [`spare`](Decoder::spare).
@@ -384,7 +416,7 @@ impl<R: Read> FrameReader<R> {
     pub fn read_frame(&mut self) -> Result<Option<Vec<u8>>, Error> {
         loop {
             if let Some(frame) = self.decoder.next_frame()? {
-                return Ok(Some(frame.payload));
+                return Ok(Some(frame.payload.into_vec(self.decoder.buffer())));
             }
             match self.reader.read(self.decoder.spare()) {
                 Ok(0) => return self.decoder.eof().map(|()| None),

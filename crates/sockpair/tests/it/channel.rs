@@ -341,6 +341,28 @@ fn typed_messages_with_serde() {
     assert_eq!(&buf[..n], br#"{"x":-3,"label":"here"}"#);
 }
 
+/// Small messages are decoded from the channel's receive buffer, large ones from a buffer
+/// of their own (or a memfd on records): typed values come back whole either way, mixed.
+#[test]
+#[cfg(feature = "serde")]
+fn typed_messages_small_and_large_mixed_on_every_type() {
+    use sockpair::Postcard;
+    watchdog(|| {
+        for ty in TYPES {
+            let (mut a, mut b) = channels::<Postcard<(u32, Vec<u8>)>>(ty);
+            let sizes = [0, 3, 100, 300_000, 5, 2 << 20, 0, 17];
+            let receiver = std::thread::spawn(move || sizes.map(|_| b.recv().unwrap().unwrap().0));
+            for (n, size) in sizes.iter().enumerate() {
+                a.send(&Postcard((n as u32, vec![n as u8; *size]))).unwrap();
+            }
+            for (n, (index, bytes)) in receiver.join().unwrap().into_iter().enumerate() {
+                assert_eq!(index, n as u32, "{ty:?}");
+                assert_eq!(bytes, vec![n as u8; sizes[n]], "{ty:?} message {n}");
+            }
+        }
+    })
+}
+
 #[test]
 fn a_batch_arrives_as_separate_messages_in_order() {
     watchdog(|| {
