@@ -94,6 +94,8 @@ pub struct Channel<Tx, Rx = Tx> {
     write_timeout: Option<Duration>,
     /// A send failed part-way through a frame: the peer's stream is out of step.
     send_broken: bool,
+    /// Whether this end sent since it last read (see `recv_frame`).
+    sent_since_read: bool,
     types: PhantomData<fn(&Tx) -> Rx>,
 }
 
@@ -158,6 +160,7 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
             read_timeout: None,
             write_timeout: None,
             send_broken: false,
+            sent_since_read: false,
             types: PhantomData,
         })
     }
@@ -299,6 +302,7 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
                 .into_iter()
                 .try_for_each(|message| self.send(message));
         }
+        self.sent_since_read = true;
         let mut batch = std::mem::take(&mut self.batch);
         let mut scratch = std::mem::take(&mut self.scratch);
         batch.clear();
@@ -319,6 +323,7 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
     }
 
     fn send_payload(&mut self, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+        self.sent_since_read = true;
         if self.framing == Framing::Records {
             let deadline = self.write_timeout.map(|timeout| Instant::now() + timeout);
             return self.send_record(payload, fds, deadline);
@@ -394,9 +399,12 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         let mut fds = fds;
         let mut sent_any = sent_any;
         while !slices.is_empty() && !slices.iter().all(|slice| slice.is_empty()) {
-            match io_with(&self.socket, deadline, PollFlags::OUT, |socket, flags| {
-                socket.send_msg(slices, fds, send_flags(flags))
-            }) {
+            match io_with(
+                &self.socket,
+                Wait::until(deadline),
+                PollFlags::OUT,
+                |socket, flags| socket.send_msg(slices, fds, send_flags(flags)),
+            ) {
                 Ok(n) => {
                     fds = &[]; // they went with the first byte
                     sent_any = true;
@@ -425,9 +433,12 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
                  is marked on records; add a byte or put another descriptor last",
             ));
         }
-        let sent = io_with(&self.socket, deadline, PollFlags::OUT, |socket, flags| {
-            socket.send_msg(&[IoSlice::new(payload)], fds, send_flags(flags))
-        });
+        let sent = io_with(
+            &self.socket,
+            Wait::until(deadline),
+            PollFlags::OUT,
+            |socket, flags| socket.send_msg(&[IoSlice::new(payload)], fds, send_flags(flags)),
+        );
         match sent {
             Err(err) if raw_errno(&err) == Some(libc::EMSGSIZE) => {}
             other => return other.map(drop).map_err(|err| peer_refused(err, fds)),
@@ -442,9 +453,12 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         let sealed = memfd::seal(payload)?;
         let mut all: Vec<BorrowedFd<'_>> = fds.to_vec();
         all.push(sealed.as_fd());
-        io_with(&self.socket, deadline, PollFlags::OUT, |socket, flags| {
-            socket.send_msg(&[], &all, send_flags(flags))
-        })
+        io_with(
+            &self.socket,
+            Wait::until(deadline),
+            PollFlags::OUT,
+            |socket, flags| socket.send_msg(&[], &all, send_flags(flags)),
+        )
         .map(drop)
         .map_err(|err| peer_refused(err, &all))
     }
@@ -500,42 +514,52 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
                 self.take_fds(offset..end, fds)?;
                 return Ok(Some(payload));
             }
+            // A reader blocked in `recv` on a stream is woken each time the peer takes
+            // data this end sent (the kernel's wake-up for writers reaches it too), two
+            // context switches for nothing. Right after a send that is what the peer
+            // does, so then wait in `poll` for input, which nothing else ends.
+            let wait = match self.sent_since_read {
+                true => Wait::Poll(deadline),
+                false => Wait::until(deadline),
+            };
+            self.sent_since_read = false;
             let offset = self.decoder.read_offset();
             let mut arrived = Vec::new();
             let decoder = &mut self.decoder;
             let rights_off = self.rights_off;
-            let bytes = match decoder.partial_payload() {
-                // A large payload: read straight into its buffer, unzeroed.
-                Some((payload, left)) => {
-                    let bytes = io_with(&self.socket, deadline, PollFlags::IN, |socket, flags| {
-                        match rights_off {
-                            true => recv_append(socket, payload, left, recv_flags(flags)),
-                            false => recvmsg_append(
-                                socket,
-                                payload,
-                                left,
-                                &mut arrived,
-                                recv_flags(flags),
-                            )
-                            .map(|r| r.bytes),
-                        }
-                    })?;
-                    decoder.appended();
-                    bytes
-                }
-                None => {
-                    let bytes = io_with(&self.socket, deadline, PollFlags::IN, |socket, flags| {
-                        match rights_off {
-                            true => socket.recv_with_flags(decoder.spare(), recv_flags(flags)),
-                            false => socket
-                                .recv_msg(decoder.spare(), &mut arrived, recv_flags(flags))
+            let bytes =
+                match decoder.partial_payload() {
+                    // A large payload: read straight into its buffer, unzeroed.
+                    Some((payload, left)) => {
+                        let bytes = io_with(&self.socket, wait, PollFlags::IN, |socket, flags| {
+                            match rights_off {
+                                true => recv_append(socket, payload, left, recv_flags(flags)),
+                                false => recvmsg_append(
+                                    socket,
+                                    payload,
+                                    left,
+                                    &mut arrived,
+                                    recv_flags(flags),
+                                )
                                 .map(|r| r.bytes),
-                        }
-                    })?;
-                    decoder.filled(bytes);
-                    bytes
-                }
-            };
+                            }
+                        })?;
+                        decoder.appended();
+                        bytes
+                    }
+                    None => {
+                        let bytes = io_with(&self.socket, wait, PollFlags::IN, |socket, flags| {
+                            match rights_off {
+                                true => socket.recv_with_flags(decoder.spare(), recv_flags(flags)),
+                                false => socket
+                                    .recv_msg(decoder.spare(), &mut arrived, recv_flags(flags))
+                                    .map(|r| r.bytes),
+                            }
+                        })?;
+                        decoder.filled(bytes);
+                        bytes
+                    }
+                };
             if !arrived.is_empty() {
                 if !self.accept_fds {
                     drop(arrived);
@@ -607,9 +631,12 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         }
         let mut arrived = Vec::new();
         let buffer = &mut self.record_buffer;
-        let received = io_with(&self.socket, deadline, PollFlags::IN, |socket, flags| {
-            socket.recv_msg(buffer, &mut arrived, recv_flags(flags))
-        })?;
+        let received = io_with(
+            &self.socket,
+            Wait::until(deadline),
+            PollFlags::IN,
+            |socket, flags| socket.recv_msg(buffer, &mut arrived, recv_flags(flags)),
+        )?;
         if received.truncated || received.bytes > self.max_frame_len {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -639,38 +666,64 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
     }
 }
 
-/// Runs `op` on the socket until it succeeds, waiting for `events` first when there is a
-/// deadline (and then never blocking in `op` itself). A free function, so that callers
-/// can lend other fields of the channel to `op`.
+/// Where an operation on the socket waits for it to be ready.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    /// Inside the system call, for as long as it takes.
+    InCall,
+    /// In `poll` first, until the deadline if there is one; the call itself then never
+    /// blocks.
+    Poll(Option<Instant>),
+}
+
+impl Wait {
+    /// In `poll` with a deadline, else in the call.
+    fn until(deadline: Option<Instant>) -> Wait {
+        match deadline {
+            Some(_) => Wait::Poll(deadline),
+            None => Wait::InCall,
+        }
+    }
+}
+
+/// Runs `op` on the socket until it succeeds, waiting for `events` as `wait` says; `op`
+/// is told whether it must not block. A free function, so that callers can lend other
+/// fields of the channel to `op`.
 fn io_with<T>(
     socket: &Socket,
-    deadline: Option<Instant>,
+    wait: Wait,
     events: PollFlags,
     mut op: impl FnMut(&Socket, bool) -> io::Result<T>,
 ) -> Result<T, Error> {
     loop {
-        if let Some(deadline) = deadline {
-            wait_until(socket, events, deadline)?;
-        }
-        match op(socket, deadline.is_some()) {
+        let polled = match wait {
+            Wait::InCall => false,
+            Wait::Poll(deadline) => {
+                wait_until(socket, events, deadline)?;
+                true
+            }
+        };
+        match op(socket, polled) {
             Ok(value) => return Ok(value),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock && deadline.is_some() => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock && polled => {}
             Err(err) => return Err(err.into()),
         }
     }
 }
 
 /// Waits until `socket` is ready for `events`, or fails with `TimedOut` at `deadline`.
-fn wait_until(socket: &Socket, events: PollFlags, deadline: Instant) -> Result<(), Error> {
+fn wait_until(socket: &Socket, events: PollFlags, deadline: Option<Instant>) -> Result<(), Error> {
     loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = Timespec::try_from(left).unwrap_or(Timespec {
-            tv_sec: i64::MAX,
-            tv_nsec: 0,
+        let timeout = deadline.map(|deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
         });
         let mut fds = [PollFd::new(socket, events)];
-        match rustix::event::poll(&mut fds, Some(&timeout)) {
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
             Ok(0) => {
                 return Err(Error::new(
                     ErrorKind::TimedOut,

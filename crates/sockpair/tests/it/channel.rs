@@ -222,6 +222,34 @@ fn a_silent_peer_times_out_and_a_late_frame_still_arrives_whole() {
     });
 }
 
+/// After a send, a stream channel waits for the reply in `poll` (not in `recv`); a reply
+/// that comes late and in pieces, or the peer's end, still arrives as it should, with and
+/// without a read timeout.
+#[test]
+fn a_reply_after_a_send_arrives_late_and_in_pieces() {
+    watchdog(|| {
+        for timeout in [None, Some(Duration::from_secs(20))] {
+            let (a, b) = pair(Type::STREAM).unwrap();
+            let mut a: Channel<Vec<u8>> = Channel::new(a).unwrap();
+            a.read_timeout(timeout);
+            let peer = std::thread::spawn(move || {
+                let mut request = [0; 11];
+                std::io::Read::read_exact(&mut &b, &mut request).unwrap();
+                assert_eq!(&request, b"\0\0\0\x07request");
+                for piece in [&b"\0\0"[..], b"\0\x05re", b"ply"] {
+                    std::thread::sleep(Duration::from_millis(30));
+                    (&b).write_all(piece).unwrap();
+                }
+            });
+            a.send(&b"request".to_vec()).unwrap();
+            assert_eq!(a.recv().unwrap(), Some(b"reply".to_vec()), "{timeout:?}");
+            a.send(&b"request".to_vec()).unwrap_or_default();
+            peer.join().unwrap();
+            assert_eq!(a.recv().unwrap(), None, "{timeout:?}");
+        }
+    });
+}
+
 #[test]
 fn a_peer_that_stops_reading_costs_a_timeout_not_a_hang() {
     watchdog(|| {
