@@ -136,9 +136,9 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         // sender learns at once and this end reads with a plain `recv`.
         let rights_off = ty == Type::STREAM && sys::set_pass_rights(&socket, false).is_ok();
         if seqpacket {
-            // Every record then carries credentials, and the end of stream none: that
-            // tells an empty record from EOF, which both read as 0 bytes.
-            rustix::net::sockopt::set_socket_passcred(&socket, true)?;
+            // Every record then carries a timestamp, and the end of the stream none:
+            // that tells an empty record from EOF, which both read as 0 bytes.
+            sys::set_receive_timestamps(&socket)?;
         }
         Ok(Channel {
             decoder: Decoder::new(if framing == Framing::Records {
@@ -647,7 +647,7 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
             ));
         }
         if received.bytes == 0 && self.seqpacket && !received.control_seen {
-            return Ok(None); // no record, no credentials: the end of the stream
+            return Ok(None); // no record, no timestamp: the end of the stream
         }
         let record = match arrived.last() {
             Some(last) if received.bytes == 0 && memfd::is_sealed(last) => {

@@ -22,7 +22,7 @@ pub(crate) struct Received {
     pub bytes: usize,
     /// The record was longer than the buffer; the rest is lost (`MSG_TRUNC`).
     pub truncated: bool,
-    /// Some control message came with it (with `SO_PASSCRED`, every record has one).
+    /// Some control message came with it (with `SO_TIMESTAMP`, every record has one).
     pub control_seen: bool,
 }
 
@@ -134,7 +134,7 @@ impl Socket {
     }
 
     /// `recvmsg` into `buf` with `MSG_CMSG_CLOEXEC` and `flags` (`MSG_DONTWAIT`),
-    /// appending received descriptors to `fds`, with room for credentials too.
+    /// appending received descriptors to `fds`, with room for a timestamp too.
     pub(crate) fn recv_msg(
         &self,
         buf: &mut [u8],

@@ -5,6 +5,7 @@
 //!   names reaches the kernel unchanged and the kernel's errno comes back (rustix's typed
 //!   `AddressFamily` is a `u16` and would silently truncate larger values).
 //! - `SO_PEERCRED` is read into a plain `ucred`, whose `pid` may legitimately be 0.
+//! - `SO_PASSRIGHTS` and `SO_TIMESTAMP`, which rustix does not set.
 //! - `fork` and `_exit` have no safe form anywhere.
 //! - `recvmsg` without asking for an address (see `recvmsg.rs`).
 //! - spawning with `clone(CLONE_VM | CLONE_VFORK)` (see `spawn.rs`).
@@ -71,6 +72,27 @@ pub(crate) fn set_pass_rights(fd: impl AsFd, accept: bool) -> io::Result<()> {
             fd.as_fd().as_raw_fd(),
             libc::SOL_SOCKET,
             SO_PASSRIGHTS,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Turns on `SO_TIMESTAMP`: every record (or stream chunk) read with `recvmsg` then
+/// comes with an `SCM_TIMESTAMP` control message, and the end of the stream with none.
+/// Unlike `SO_PASSCRED`, it does not make the kernel bind the socket to an address.
+pub(crate) fn set_receive_timestamps(fd: impl AsFd) -> io::Result<()> {
+    let value: libc::c_int = 1;
+    // SAFETY: `value` is a readable c_int of the size passed; the fd is borrowed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMP,
             (&raw const value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )

@@ -9,18 +9,18 @@ use std::ptr;
 
 use crate::fds::{MAX_FDS_PER_MESSAGE, Received};
 
-/// Control space in 8-byte words: a full `SCM_RIGHTS` message and credentials, with room.
+/// Control space in 8-byte words: a full `SCM_RIGHTS` message and a timestamp, with room.
 const CONTROL_WORDS: usize = 160;
 
 /// `recvmsg(fd, [buf], flags | MSG_CMSG_CLOEXEC)` without an address. Descriptors that
-/// arrive are appended to `fds`; `room_for_credentials` says whether the control buffer
-/// also has room for `SCM_CREDENTIALS` (else it is sized for `SCM_RIGHTS` alone).
+/// arrive are appended to `fds`; `room_for_timestamp` says whether the control buffer
+/// also has room for `SCM_TIMESTAMP` (else it is sized for `SCM_RIGHTS` alone).
 pub(crate) fn recvmsg(
     socket: impl AsFd,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
     flags: i32,
-    room_for_credentials: bool,
+    room_for_timestamp: bool,
 ) -> io::Result<Received> {
     // SAFETY: `buf` is valid for writes of its length.
     unsafe {
@@ -30,7 +30,7 @@ pub(crate) fn recvmsg(
             buf.len(),
             fds,
             flags,
-            room_for_credentials,
+            room_for_timestamp,
         )
     }
 }
@@ -92,7 +92,7 @@ unsafe fn recvmsg_raw(
     len: usize,
     fds: &mut Vec<OwnedFd>,
     flags: i32,
-    room_for_credentials: bool,
+    room_for_timestamp: bool,
 ) -> io::Result<Received> {
     // Uninitialised: the kernel writes what it reports, and only that is read.
     let mut control = [std::mem::MaybeUninit::<u64>::uninit(); CONTROL_WORDS];
@@ -100,8 +100,8 @@ unsafe fn recvmsg_raw(
     let rights =
         unsafe { libc::CMSG_SPACE((MAX_FDS_PER_MESSAGE * size_of::<RawFd>()) as u32) } as usize;
     // SAFETY: as above.
-    let credentials = unsafe { libc::CMSG_SPACE(size_of::<libc::ucred>() as u32) } as usize;
-    let control_len = rights + if room_for_credentials { credentials } else { 0 };
+    let timestamp = unsafe { libc::CMSG_SPACE(size_of::<libc::timeval>() as u32) } as usize;
+    let control_len = rights + if room_for_timestamp { timestamp } else { 0 };
     debug_assert!(control_len <= size_of::<[u64; CONTROL_WORDS]>());
     let mut iov = libc::iovec {
         iov_base: buf.cast(),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use sockpair::{Channel, ErrorKind, Framing, Type, pair};
 
-use crate::util::{TYPES, inode, watchdog};
+use crate::util::{TYPES, inode, listed_address, watchdog};
 
 fn channels<T: sockpair::Message>(ty: Type) -> (Channel<T>, Channel<T>) {
     let (a, b) = pair(ty).unwrap();
@@ -59,6 +59,35 @@ fn the_length_format_is_pythons() {
     let mut buf = [0; 16];
     let n = b.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"\0\0\0\x05hello");
+}
+
+/// A channel turns options on to tell an empty record from the end of the stream; none
+/// of them may give its socket a name (`SO_PASSCRED` would: the kernel autobinds a
+/// sender to an abstract address), so the pair stays invisible to other processes.
+#[test]
+fn channels_stay_anonymous_after_messages_both_ways() {
+    watchdog(|| {
+        for ty in TYPES {
+            let (a, b) = pair(ty).unwrap();
+            let (a_inode, b_inode) = (inode(&a), inode(&b));
+            let (mut a, mut b): (Channel<Vec<u8>>, Channel<Vec<u8>>) =
+                (Channel::new(a).unwrap(), Channel::new(b).unwrap());
+            for _ in 0..2 {
+                a.send(&b"x".to_vec()).unwrap();
+                a.send(&Vec::new()).unwrap();
+                assert_eq!(b.recv().unwrap(), Some(b"x".to_vec()), "{ty:?}");
+                assert_eq!(b.recv().unwrap(), Some(Vec::new()), "{ty:?}");
+                std::mem::swap(&mut a, &mut b);
+            }
+            for channel in [&a, &b] {
+                let socket = channel.socket();
+                assert!([a_inode, b_inode].contains(&inode(socket)));
+                assert_eq!(listed_address(socket), None, "{ty:?}");
+                let name = rustix::net::getsockname(socket).unwrap();
+                assert_eq!(name.addr_len() as usize, size_of::<libc::sa_family_t>());
+            }
+        }
+    });
 }
 
 #[test]

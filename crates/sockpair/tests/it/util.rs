@@ -135,3 +135,17 @@ pub const TYPES: [sockpair::Type; 3] = [
 pub fn inode(fd: impl AsFd) -> u64 {
     rustix::fs::fstat(fd).unwrap().st_ino
 }
+
+/// The address `/proc/net/unix` lists for the socket `fd` (`None`: no path, no abstract
+/// name). Panics if the socket is not listed.
+pub fn listed_address(fd: impl AsFd) -> Option<String> {
+    let inode = inode(fd).to_string();
+    let table = std::fs::read_to_string("/proc/net/unix").unwrap();
+    // Columns: Num RefCount Protocol Flags Type St Inode [Path]
+    let row = table
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>())
+        .find(|cols| cols.get(6) == Some(&inode.as_str()))
+        .expect("the socket is listed in /proc/net/unix");
+    row.get(7).map(|address| address.to_string())
+}
