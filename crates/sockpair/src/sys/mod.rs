@@ -65,34 +65,24 @@ const SO_PASSRIGHTS: libc::c_int = 83;
 /// Turns `SO_PASSRIGHTS` on or off. Off, a peer's `sendmsg` with descriptors fails with
 /// `EPERM`. Kernels before 6.16 answer `ENOPROTOOPT`.
 pub(crate) fn set_pass_rights(fd: impl AsFd, accept: bool) -> io::Result<()> {
-    let value: libc::c_int = accept.into();
-    // SAFETY: `value` is a readable c_int of the size passed; the fd is borrowed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd.as_fd().as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_PASSRIGHTS,
-            (&raw const value).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc == -1 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    set_socket_option(fd, SO_PASSRIGHTS, accept.into())
 }
 
 /// Turns on `SO_TIMESTAMP`: every record (or stream chunk) read with `recvmsg` then
 /// comes with an `SCM_TIMESTAMP` control message, and the end of the stream with none.
 /// Unlike `SO_PASSCRED`, it does not make the kernel bind the socket to an address.
 pub(crate) fn set_receive_timestamps(fd: impl AsFd) -> io::Result<()> {
-    let value: libc::c_int = 1;
+    set_socket_option(fd, libc::SO_TIMESTAMP, 1)
+}
+
+/// `setsockopt(fd, SOL_SOCKET, name, &value)` for an `int` option.
+fn set_socket_option(fd: impl AsFd, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
     // SAFETY: `value` is a readable c_int of the size passed; the fd is borrowed.
     let rc = unsafe {
         libc::setsockopt(
             fd.as_fd().as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_TIMESTAMP,
+            name,
             (&raw const value).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
         )
