@@ -21,8 +21,8 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use ipc_channel::ipc::IpcOneShotServer;
 use sockpair::{Channel, Postcard, Socket, Type};
 use sockpair_benches::{
-    IpcPair, child, child_with, libc_recv_exact, libc_send_all, pin_to_one_cpu, request,
-    run_child_mode,
+    IpcPair, child, child_with, length_frame, libc_recv_exact, libc_send_all, pin_to_one_cpu,
+    request, run_child_mode,
 };
 
 fn main() {
@@ -41,7 +41,7 @@ fn main() {
 
 fn rtt_64(c: &mut Criterion) {
     let mut group = c.benchmark_group("rtt_64B");
-    let frame: Vec<u8> = [&64u32.to_be_bytes()[..], &[7; 64]].concat();
+    let frame = length_frame(&[7; 64]);
     let payload = vec![7u8; 64];
 
     let (mut child_a, socket) = child("echo");
@@ -124,7 +124,7 @@ fn rate_64(c: &mut Criterion) {
     const FRAMES: usize = 1000;
     let mut group = c.benchmark_group("rate_64B");
     group.throughput(Throughput::Elements(FRAMES as u64));
-    let frame: Vec<u8> = [&64u32.to_be_bytes()[..], &[7; 64]].concat();
+    let frame = length_frame(&[7; 64]);
     let total = frame.len() * FRAMES;
     let (mut sink, socket) = child("sink");
     let fd = socket.as_raw_fd();
@@ -170,7 +170,7 @@ fn throughput(c: &mut Criterion) {
     let mut channel: Channel<Vec<u8>> = Channel::new(socket.try_clone().unwrap()).unwrap();
     for size in [64 << 10, 1 << 20] {
         group.throughput(Throughput::Bytes(size as u64));
-        let frame: Vec<u8> = [&(size as u32).to_be_bytes()[..], &vec![7; size]].concat();
+        let frame = length_frame(&vec![7; size]);
         group.bench_with_input(BenchmarkId::new("libc", size), &frame, |b, frame| {
             b.iter_custom(|iters| {
                 timed_sink(&socket, iters, frame.len(), || libc_send_all(fd, frame))

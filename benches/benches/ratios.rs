@@ -12,8 +12,8 @@ use std::os::unix::net::UnixStream;
 use ipc_channel::ipc::IpcOneShotServer;
 use sockpair::{Channel, Postcard, Type};
 use sockpair_benches::{
-    FRAME_LEN, IpcPair, Request, child, child_with, interleaved, libc_recv_exact, libc_send_all,
-    pin_to_one_cpu, request, run_child_mode,
+    FRAME_LEN, IpcPair, Request, child, child_with, interleaved, length_frame, libc_recv_exact,
+    libc_send_all, pin_to_one_cpu, request, run_child_mode,
 };
 
 const ROUNDS: usize = 21;
@@ -45,7 +45,7 @@ fn main() {
     // Round trip of a 64-byte frame through one echo child.
     let (mut echo, socket) = child("echo");
     let fd = socket.as_raw_fd();
-    let frame: Vec<u8> = [&64u32.to_be_bytes()[..], &[7; 64]].concat();
+    let frame = length_frame(&[7; 64]);
     let payload = vec![7u8; 64];
     let mut back = vec![0; frame.len()];
     let mut std_stream = UnixStream::from(socket.try_clone().unwrap());
@@ -200,7 +200,7 @@ fn main() {
         &times,
     );
     for size in [64usize << 10, 1 << 20] {
-        let big_frame: Vec<u8> = [&(size as u32).to_be_bytes()[..], &vec![7; size]].concat();
+        let big_frame = length_frame(&vec![7; size]);
         let big = vec![7u8; size];
         let times = interleaved(
             ROUNDS,
@@ -233,7 +233,7 @@ fn end_to_end(placement: &str) {
     let (mut libc_child, libc_socket) = child("libc-frames");
     let (mut channel_child, channel_socket) = child("channel-frames");
     let fd = libc_socket.as_raw_fd();
-    let frame: Vec<u8> = [&64u32.to_be_bytes()[..], &[7; 64]].concat();
+    let frame = length_frame(&[7; 64]);
     assert_eq!(frame.len(), FRAME_LEN);
     let payload = vec![7u8; 64];
     let count = FRAME_COUNT.to_le_bytes().to_vec();

@@ -79,6 +79,14 @@ pub fn libc_recv_exact(fd: std::os::fd::RawFd, mut buf: &mut [u8]) {
     }
 }
 
+/// `payload` as a length frame (`[u32 big-endian length][payload]`), built once, for the
+/// raw libc candidates to send as it is.
+pub fn length_frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    sockpair::frame::write_frame(&mut frame, sockpair::Framing::Length, payload).unwrap();
+    frame
+}
+
 /// Names a child's mode.
 const MODE: &str = "SOCKPAIR_BENCH_CHILD";
 
