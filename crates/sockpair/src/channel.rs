@@ -19,7 +19,7 @@ use crate::memfd;
 use crate::message::Message;
 use crate::socket::Socket;
 use crate::sys;
-use crate::sys::recvmsg::{recv_append, recvmsg_append};
+use crate::sys::recvmsg::recvmsg_append;
 use crate::types::Type;
 
 /// Frames with payloads up to this size are copied into one buffer to be sent.
@@ -78,9 +78,6 @@ pub struct Channel<Tx, Rx = Tx> {
     seqpacket: bool,
     /// Whether descriptors that come with messages are taken ([`Channel::accept_fds`]).
     accept_fds: bool,
-    /// Whether the kernel keeps descriptors away altogether (`SO_PASSRIGHTS` off, Linux
-    /// 6.16+): then a plain `recv` reads the stream and nothing can be lost with it.
-    rights_off: bool,
     record_buffer: Vec<u8>,
     /// A record whose refused descriptors were reported first, delivered next.
     pending_record: Option<Vec<u8>>,
@@ -131,10 +128,9 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
             ));
         }
         let seqpacket = ty == Type::SEQPACKET;
-        // A stream channel refuses descriptors until asked (records keep them on: a
-        // large message travels as one). Where the kernel can do the refusing, the
-        // sender learns at once and this end reads with a plain `recv`.
-        let rights_off = ty == Type::STREAM && sys::set_pass_rights(&socket, false).is_ok();
+        // Acceptance belongs to the socket: where the kernel knows it (SO_PASSRIGHTS,
+        // Linux 6.16), it is read, never changed; before that, descriptors always arrive.
+        let accept_fds = sys::pass_rights(&socket)?.unwrap_or(true);
         if seqpacket {
             // Every record then carries a timestamp, and the end of the stream none:
             // that tells an empty record from EOF, which both read as 0 bytes.
@@ -150,8 +146,7 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
             framing,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             seqpacket,
-            accept_fds: false,
-            rights_off,
+            accept_fds,
             record_buffer: Vec::new(),
             pending_record: None,
             fds_in: VecDeque::new(),
@@ -191,30 +186,28 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
         self
     }
 
-    /// Whether this end takes descriptors that come with messages (default `false`).
+    /// Whether this end takes descriptors that come with messages.
     ///
-    /// A channel that does not accept them keeps them out: on Linux 6.16 and later the
-    /// kernel refuses them (`SO_PASSRIGHTS`), so the peer's
-    /// [`send_with_fds`](Channel::send_with_fds) fails at once with [`ErrorKind::Fds`];
-    /// on older kernels, or on seqpacket and datagram sockets, they arrive, are closed,
-    /// and this end's next receive reports [`ErrorKind::Fds`] (the message itself comes
-    /// with the receive after). Nothing is ever dropped without an error somewhere. Not
-    /// accepting descriptors also makes a stream channel faster: it reads with `recv`
-    /// instead of `recvmsg` (a few percent of a small round trip).
+    /// Acceptance belongs to the socket, not to the channel: a new channel follows its
+    /// socket (Linux 6.16's `SO_PASSRIGHTS`, on for a new pair, and set before the
+    /// child exists by [`SpawnOptions::accept_fds`](crate::SpawnOptions::accept_fds)),
+    /// and this call changes the socket, for every channel and copy of it.
     ///
-    /// Turn it on before the peer sends any; descriptors refused earlier are not
-    /// delivered later, and descriptors already queued on the socket when a stream
-    /// channel that does not accept them is made are closed unseen.
-    ///
-    /// # Errors
-    ///
-    /// The kernel's error from `setsockopt(SO_PASSRIGHTS)`.
-    pub fn accept_fds(&mut self, accept: bool) -> io::Result<&mut Self> {
-        let stream = self.framing != Framing::Records;
-        let kernel_refuses = stream && sys::set_pass_rights(&self.socket, accept).is_ok();
-        self.rights_off = kernel_refuses && !accept;
+    /// A channel that does not accept descriptors keeps them out: on a stream the kernel
+    /// refuses them, so the peer's [`send_with_fds`](Channel::send_with_fds) fails at
+    /// once with [`ErrorKind::Fds`] and nothing of its message is sent. On seqpacket and
+    /// datagram sockets, where large messages travel as a descriptor, and on kernels
+    /// before 6.16, they arrive, are closed, and this end's next receive reports
+    /// [`ErrorKind::Fds`] (the message itself comes with the receive after). Nothing is
+    /// ever dropped without an error somewhere. Descriptors refused earlier are not
+    /// delivered later.
+    pub fn accept_fds(&mut self, accept: bool) -> &mut Self {
+        if self.framing != Framing::Records {
+            // Before Linux 6.16 the kernel cannot refuse: the channel's own check remains.
+            let _ = sys::set_pass_rights(&self.socket, accept);
+        }
         self.accept_fds = accept;
-        Ok(self)
+        self
     }
 
     /// The framing in use.
@@ -248,7 +241,6 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
     ///
     /// let (a, b) = pair(Type::STREAM)?;
     /// let (mut a, mut b): (Channel<String>, Channel<String>) = (Channel::new(a)?, Channel::new(b)?);
-    /// b.accept_fds(true)?;
     /// let (_read, write) = std::io::pipe()?;
     /// a.send_with_fds(&"a pipe for you".into(), &[write.as_fd()])?;
     /// let mut fds = Vec::new();
@@ -526,35 +518,22 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
             let offset = self.decoder.read_offset();
             let mut arrived = Vec::new();
             let decoder = &mut self.decoder;
-            let rights_off = self.rights_off;
             let bytes =
                 match decoder.partial_payload() {
                     // A large payload: read straight into its buffer, unzeroed.
                     Some((payload, left)) => {
                         let bytes = io_with(&self.socket, wait, PollFlags::IN, |socket, flags| {
-                            match rights_off {
-                                true => recv_append(socket, payload, left, recv_flags(flags)),
-                                false => recvmsg_append(
-                                    socket,
-                                    payload,
-                                    left,
-                                    &mut arrived,
-                                    recv_flags(flags),
-                                )
-                                .map(|r| r.bytes),
-                            }
+                            recvmsg_append(socket, payload, left, &mut arrived, recv_flags(flags))
+                                .map(|r| r.bytes)
                         })?;
                         decoder.appended();
                         bytes
                     }
                     None => {
                         let bytes = io_with(&self.socket, wait, PollFlags::IN, |socket, flags| {
-                            match rights_off {
-                                true => socket.recv_with_flags(decoder.spare(), recv_flags(flags)),
-                                false => socket
-                                    .recv_msg(decoder.spare(), &mut arrived, recv_flags(flags))
-                                    .map(|r| r.bytes),
-                            }
+                            socket
+                                .recv_msg(decoder.spare(), &mut arrived, recv_flags(flags))
+                                .map(|r| r.bytes)
                         })?;
                         decoder.filled(bytes);
                         bytes

@@ -14,13 +14,28 @@ use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
 /// that the `Command` asked for (as in [`std::process::Child`]).
 ///
 /// **Who reaps**: the owner of the `Child`. Call [`wait`](Child::wait) (or
-/// [`wait_timeout`](Child::wait_timeout) and [`kill`](Child::kill)). Dropping it neither
-/// kills nor reaps the process, exactly as with std's `Child`: a child that exits and is
-/// never waited for stays a zombie until this process exits.
+/// [`wait_timeout`](Child::wait_timeout) and [`kill`](Child::kill)). By default dropping
+/// it neither kills nor reaps the process, exactly as with std's `Child`: a child that
+/// exits and is never waited for stays a zombie until this process exits. Started with
+/// [`SpawnOptions::kill_on_drop`](crate::SpawnOptions::kill_on_drop), dropping it kills
+/// the process (`SIGKILL`) if it still runs, and reaps it.
+///
+/// ```
+/// use sockpair::{Program, SpawnOptions};
+///
+/// let (child, _socket) = SpawnOptions::new()
+///     .kill_on_drop(true)
+///     .spawn_program(Program::new("sleep").arg("600"))?;
+/// let pid = child.id();
+/// drop(child); // killed and reaped: no process, no zombie
+/// assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Child {
     pid: Pid,
     status: Option<ExitStatus>,
+    kill_on_drop: bool,
     /// The writing end of the child's stdin, if the `Command` set `Stdio::piped()`.
     pub stdin: Option<ChildStdin>,
     /// The reading end of the child's stdout, if the `Command` set `Stdio::piped()`.
@@ -31,23 +46,30 @@ pub struct Child {
 
 impl Child {
     /// A child known by its pid (a positive number, from `fork` or `clone`).
-    pub(crate) fn from_pid(pid: i32) -> Child {
-        Child {
-            pid: Pid::from_raw(pid).expect("a child's pid is positive"),
-            status: None,
-            stdin: None,
-            stdout: None,
-            stderr: None,
-        }
+    pub(crate) fn from_pid(pid: i32, kill_on_drop: bool) -> Child {
+        Child::new(pid, kill_on_drop, None, None, None)
     }
 
     /// Takes over a child that std started; std's `Child` neither waits nor kills on drop.
-    pub(crate) fn from_std(mut child: std::process::Child) -> Child {
+    pub(crate) fn from_std(mut child: std::process::Child, kill_on_drop: bool) -> Child {
+        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        Child::new(child.id() as i32, kill_on_drop, stdin, stdout, stderr)
+    }
+
+    fn new(
+        pid: i32,
+        kill_on_drop: bool,
+        stdin: Option<ChildStdin>,
+        stdout: Option<ChildStdout>,
+        stderr: Option<ChildStderr>,
+    ) -> Child {
         Child {
-            stdin: child.stdin.take(),
-            stdout: child.stdout.take(),
-            stderr: child.stderr.take(),
-            ..Child::from_pid(child.id() as i32)
+            pid: Pid::from_raw(pid).expect("a child's pid is positive"),
+            status: None,
+            kill_on_drop,
+            stdin,
+            stdout,
+            stderr,
         }
     }
 
@@ -81,9 +103,12 @@ impl Child {
             return Ok(Some(status));
         }
         let pidfd = rustix::process::pidfd_open(self.pid, PidfdFlags::empty())?;
-        let deadline = Instant::now() + timeout;
+        // No deadline at all if `timeout` reaches past what an `Instant` can hold.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(Duration::MAX, |deadline| {
+                deadline.saturating_duration_since(Instant::now())
+            });
             let left = Timespec::try_from(left).unwrap_or(Timespec {
                 tv_sec: i64::MAX,
                 tv_nsec: 0,
@@ -118,5 +143,16 @@ impl Child {
             self.status = reaped.map(|(_, status)| ExitStatus::from_raw(status.as_raw()));
         }
         Ok(self.status)
+    }
+}
+
+impl Drop for Child {
+    /// With [`SpawnOptions::kill_on_drop`](crate::SpawnOptions::kill_on_drop): kills the
+    /// process if it still runs, and reaps it. Otherwise nothing.
+    fn drop(&mut self) {
+        if self.kill_on_drop && self.status.is_none() {
+            let _ = self.kill();
+            let _ = self.wait();
+        }
     }
 }

@@ -64,7 +64,6 @@
 
 mod channel;
 mod child;
-mod command;
 mod cred;
 mod error;
 mod fds;
@@ -86,7 +85,7 @@ pub use message::Message;
 #[cfg(feature = "serde")]
 pub use message::{Json, Postcard};
 pub use socket::{Socket, pair, pair_with};
-pub use spawn::{Convention, SpawnOptions};
+pub use spawn::{Convention, Program, SpawnOptions};
 pub use sys::fork::{Fork, exit_immediately, fork};
 pub use types::{Domain, Flags, Protocol, Type};
 

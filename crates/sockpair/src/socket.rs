@@ -119,13 +119,7 @@ impl Socket {
     /// If the peer closed while data it had not read was still queued for it, the next
     /// read fails once with `ECONNRESET` instead of returning EOF.
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.recv_with_flags(buf, 0)
-    }
-
-    /// `recv(fd, buf, flags)`, for `MSG_DONTWAIT`.
-    pub(crate) fn recv_with_flags(&self, buf: &mut [u8], flags: i32) -> io::Result<usize> {
-        let flags = RecvFlags::from_bits_retain(flags as u32);
-        Ok(rustix::net::recv(&self.fd, buf, flags)?.0)
+        Ok(rustix::net::recv(&self.fd, buf, RecvFlags::empty())?.0)
     }
 
     /// Shuts down reading, writing or both: `shutdown(fd, how)`.

@@ -88,7 +88,7 @@ pub unsafe fn fork(ty: Type) -> io::Result<Fork> {
         Some(pid) => {
             drop(child_end);
             Ok(Fork::Parent {
-                child: Child::from_pid(pid),
+                child: Child::from_pid(pid, false),
                 socket: parent_end,
             })
         }

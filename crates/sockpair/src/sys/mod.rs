@@ -62,6 +62,30 @@ pub(crate) fn peer_cred(fd: impl AsFd) -> io::Result<(i32, u32, u32)> {
 /// the generic socket options (x86, ARM, RISC-V...); libc does not name it yet.
 const SO_PASSRIGHTS: libc::c_int = 83;
 
+/// Whether a socket accepts `SCM_RIGHTS` (`SO_PASSRIGHTS`); `None` on kernels before
+/// 6.16, which know no such option (`ENOPROTOOPT`) and always accept.
+pub(crate) fn pass_rights(fd: impl AsFd) -> io::Result<Option<bool>> {
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` is a writable c_int and `len` holds its size; the fd is borrowed.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_PASSRIGHTS,
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    match rc {
+        0 => Ok(Some(value != 0)),
+        _ => match io::Error::last_os_error() {
+            err if err.raw_os_error() == Some(libc::ENOPROTOOPT) => Ok(None),
+            err => Err(err),
+        },
+    }
+}
+
 /// Turns `SO_PASSRIGHTS` on or off. Off, a peer's `sendmsg` with descriptors fails with
 /// `EPERM`. Kernels before 6.16 answer `ENOPROTOOPT`.
 pub(crate) fn set_pass_rights(fd: impl AsFd, accept: bool) -> io::Result<()> {

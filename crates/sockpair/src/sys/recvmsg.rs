@@ -55,34 +55,6 @@ pub(crate) fn recvmsg_append(
     Ok(received)
 }
 
-/// Plain `recv(fd, spare capacity of vec, flags)`, at most `most` bytes, growing `vec`'s
-/// length by what arrived. For sockets that refuse descriptors (`SO_PASSRIGHTS` off),
-/// where nothing can come with the bytes.
-pub(crate) fn recv_append(
-    socket: impl AsFd,
-    vec: &mut Vec<u8>,
-    most: usize,
-    flags: i32,
-) -> io::Result<usize> {
-    let spare = vec.spare_capacity_mut();
-    let len = most.min(spare.len());
-    // SAFETY: the spare capacity is valid for writes of `len` bytes; the fd is borrowed.
-    let n = unsafe {
-        libc::recv(
-            socket.as_fd().as_raw_fd(),
-            spare.as_mut_ptr().cast(),
-            len,
-            flags,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel initialised the first `n` (<= len) bytes after the old length.
-    unsafe { vec.set_len(vec.len() + n as usize) };
-    Ok(n as usize)
-}
-
 /// # Safety
 ///
 /// `buf` must be valid for writes of `len` bytes.

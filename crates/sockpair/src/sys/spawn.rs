@@ -1,42 +1,136 @@
-//! Starting a program with one descriptor placed at a chosen number, without copying the
-//! parent's page tables: `clone(CLONE_VM | CLONE_VFORK)` then `execve`, as `posix_spawn`
-//! does, plus the one thing `posix_spawn` cannot do: write the child's own pid into its
-//! environment (systemd's `LISTEN_PID`) between the clone and the exec.
+//! Starting a program with descriptors placed at chosen numbers, two ways:
 //!
-//! Everything the child needs (paths, argv, envp, a stack) is allocated by the parent
-//! before the clone. The child shares the parent's memory until it execs, so it runs only
-//! raw, async-signal-safe system calls, allocates nothing and cannot panic; the parent
-//! thread is suspended meanwhile (`CLONE_VFORK`), with every signal blocked so that no
-//! handler of the parent's can run on the child's borrowed stack.
+//! - [`spawn`]: sockpair's own path, `clone(CLONE_VM | CLONE_VFORK)` then `execve`, as
+//!   `posix_spawn` does, without copying the parent's page tables; plus what
+//!   `posix_spawn` cannot do: write the child's own pid into its environment (systemd's
+//!   `LISTEN_PID`) and ask for `PR_SET_PDEATHSIG` between the clone and the exec.
+//! - [`spawn_std`]: std's `Command::spawn`, which honours everything a `Command` says,
+//!   with one `pre_exec` hook that carries out the same [`FdPlan`].
+//!
+//! On the direct path everything the child needs (paths, argv, envp, a stack) is
+//! allocated by the parent before the clone. The child shares the parent's memory until
+//! it execs, so it runs only raw, async-signal-safe system calls, allocates nothing and
+//! cannot panic; the parent thread is suspended meanwhile (`CLONE_VFORK`), with every
+//! signal blocked so that no handler of the parent's can run on the child's borrowed
+//! stack. The child shares the parent thread's TLS too, so the `errno` it reads after a
+//! failed call is that slot: it copies the value out at once, before any other call.
 
+use std::cell::Cell;
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::ptr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// Where the child's descriptor goes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Placement {
-    /// The descriptor in the parent (close-on-exec there).
+/// One descriptor to put in the child: `source` here becomes `target` there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Move {
     pub source: RawFd,
-    /// Its number in the child, at least 3.
     pub target: RawFd,
-    /// Mark every other descriptor from 3 up close-on-exec, so the child gets only its
-    /// stdio and this one.
-    pub close_others: bool,
+}
+
+/// What happens to the child's descriptors, prepared by the parent so that the child's
+/// part is a few system calls in any order.
+#[derive(Debug)]
+pub(crate) struct FdPlan {
+    /// No source is below 3 (std may have replaced stdio by then) or another move's
+    /// target (a `dup2` onto it would destroy it before its own move).
+    moves: Vec<Move>,
+    /// Every target from 3 up, sorted: the descriptors that `close_others` spares.
+    kept: Vec<u32>,
+    close_others: bool,
     /// If not 0, the pid of this process: the child asks for `SIGKILL` when the thread
     /// that started it dies (`PR_SET_PDEATHSIG`), and gives up if that already happened.
-    pub die_with: libc::pid_t,
+    die_with: libc::pid_t,
+    /// Highest descriptor to mark close-on-exec if `close_range` is missing.
+    max_fd: c_int,
+    /// Copies made so that no source is in the way of another move (see `moves`).
+    _copies: Vec<OwnedFd>,
+}
+
+impl FdPlan {
+    /// A plan that puts each `(fd, target)` at `target`, the targets all different
+    /// (the caller checks that, to say which collide).
+    pub(crate) fn new(
+        moves: &[(BorrowedFd<'_>, RawFd)],
+        close_others: bool,
+        die_with_parent: bool,
+    ) -> io::Result<FdPlan> {
+        let above = moves
+            .iter()
+            .map(|&(_, target)| target)
+            .max()
+            .unwrap_or(0)
+            .saturating_add(1)
+            .max(3);
+        let mut copies = Vec::new();
+        let mut planned = Vec::with_capacity(moves.len());
+        for &(fd, target) in moves {
+            let source = fd.as_raw_fd();
+            let in_the_way = moves
+                .iter()
+                .any(|&(_, other)| other == source && other != target);
+            let source = if source < 3 || in_the_way {
+                let copy = rustix::io::fcntl_dupfd_cloexec(fd, above)?;
+                let number = copy.as_raw_fd();
+                copies.push(copy);
+                number
+            } else {
+                source
+            };
+            planned.push(Move { source, target });
+        }
+        let mut kept: Vec<u32> = planned
+            .iter()
+            .filter(|m| m.target >= 3)
+            .map(|m| m.target as u32)
+            .collect();
+        kept.sort_unstable();
+        Ok(FdPlan {
+            moves: planned,
+            kept,
+            close_others,
+            die_with: if die_with_parent {
+                std::process::id() as libc::pid_t
+            } else {
+                0
+            },
+            max_fd: max_fd(),
+            _copies: copies,
+        })
+    }
+}
+
+/// The step of starting a child that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// `clone` itself, in the parent.
+    Clone,
+    /// Changing to the working directory.
+    Chdir,
+    /// Joining or making the process group.
+    ProcessGroup,
+    /// `PR_SET_PDEATHSIG`, or the parent was already gone.
+    DieWithParent,
+    /// Putting a descriptor at this number.
+    PlaceFd(RawFd),
+    /// `execve` of every candidate path.
+    Exec,
+}
+
+/// A failed start: which step, and the kernel's error.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub step: Step,
+    pub error: io::Error,
 }
 
 /// A program to start directly, prepared by the caller.
 #[derive(Debug)]
-pub(crate) struct Exec {
+pub(crate) struct Exec<'a> {
     /// Paths to try in order (the `PATH` search is done by the caller).
     pub programs: Vec<CString>,
     pub argv: Vec<CString>,
@@ -45,34 +139,42 @@ pub(crate) struct Exec {
     /// child overwrites with its pid in decimal.
     pub pid_slot: Option<usize>,
     pub cwd: Option<CString>,
-    pub placement: Placement,
+    /// `setpgid(0, pgroup)`: 0 makes the child the leader of a new group.
+    pub pgroup: Option<libc::pid_t>,
+    pub plan: &'a FdPlan,
 }
 
 /// What the child reads: raw pointers into buffers the parent keeps alive.
-struct ChildContext {
+struct ChildContext<'a> {
     programs: Vec<*const c_char>,
     argv: Vec<*const c_char>,
+    /// `/bin/sh`, a slot for the program, then `argv[1..]`: for a file the kernel does
+    /// not recognise (`ENOEXEC`), run as a shell script, as `execvp` (std's path) does.
+    script_argv: *mut *const c_char,
     envp: Vec<*const c_char>,
     /// Start and length of the pid's room in the `LISTEN_PID=` entry.
     pid_slot: Option<(*mut u8, usize)>,
     cwd: *const c_char,
-    placement: Placement,
-    /// Highest descriptor to mark close-on-exec if `close_range` is missing.
-    max_fd: c_int,
-    /// The child stores the errno of the step that failed here, then exits.
+    pgroup: Option<libc::pid_t>,
+    plan: &'a FdPlan,
+    /// The child stores the step that failed and its errno here, then exits.
+    failed_step: AtomicI32,
     errno: AtomicI32,
 }
 
 const STACK_SIZE: usize = 64 * 1024;
 
+/// `/bin/sh`, for scripts without `#!`.
+const SHELL: &std::ffi::CStr = c"/bin/sh";
+
 /// Starts `exec` and returns the child's pid once it has called `execve` successfully.
 ///
 /// # Errors
 ///
-/// The errno of the step that failed in the child (`chdir`, placing the descriptor,
-/// `execve`: `ENOENT` when no candidate path exists, `EACCES` when one was not
-/// executable), or of `clone` itself. A child that failed has been reaped.
-pub(crate) fn spawn(exec: Exec) -> io::Result<i32> {
+/// The step that failed in the child (or `clone` itself) with its errno: `execve` gives
+/// `ENOENT` when no candidate path exists and `EACCES` when one was not executable. A
+/// child that failed has been reaped.
+pub(crate) fn spawn(exec: Exec<'_>) -> Result<i32, Failed> {
     // Byte buffers the child may write into (the pid slot), with their pointers.
     let mut envp: Vec<Vec<u8>> = exec
         .envp
@@ -96,9 +198,15 @@ pub(crate) fn spawn(exec: Exec) -> io::Result<i32> {
             .chain([ptr::null()])
             .collect()
     };
+    let mut script_argv: Vec<*const c_char> = [SHELL.as_ptr(), ptr::null()]
+        .into_iter()
+        .chain(exec.argv.iter().skip(1).map(|s| s.as_ptr()))
+        .chain([ptr::null()])
+        .collect();
     let context = ChildContext {
         programs: exec.programs.iter().map(|s| s.as_ptr()).collect(),
         argv: with_null(&exec.argv),
+        script_argv: script_argv.as_mut_ptr(),
         envp: envp
             .iter()
             .map(|e| e.as_ptr().cast::<c_char>())
@@ -106,8 +214,9 @@ pub(crate) fn spawn(exec: Exec) -> io::Result<i32> {
             .collect(),
         pid_slot,
         cwd: exec.cwd.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
-        placement: exec.placement,
-        max_fd: max_fd(),
+        pgroup: exec.pgroup,
+        plan: exec.plan,
+        failed_step: AtomicI32::new(-1),
         errno: AtomicI32::new(0),
     };
     let mut stack: Vec<MaybeUninit<u8>> = Vec::with_capacity(STACK_SIZE);
@@ -121,7 +230,9 @@ pub(crate) fn spawn(exec: Exec) -> io::Result<i32> {
         libc::sigfillset(all.as_mut_ptr());
         libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
     }
-    // SAFETY: `child_main` is async-signal-safe and reads only `context`, which lives
+    // SAFETY: `child_main` is async-signal-safe and reads only `context` (through a
+    // shared reference; it writes only through the atomics and the raw pointers into
+    // `envp` and `script_argv`, buffers nothing else touches meanwhile), which lives
     // until after the clone returns; CLONE_VFORK suspends this thread until the child
     // has exec'd or exited, so the child's use of `context` and `stack` is over by then.
     let pid = unsafe {
@@ -136,25 +247,57 @@ pub(crate) fn spawn(exec: Exec) -> io::Result<i32> {
     // SAFETY: `old` was filled by the pthread_sigmask call above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), ptr::null_mut()) };
     if pid == -1 {
-        return Err(clone_error);
+        return Err(Failed {
+            step: Step::Clone,
+            error: clone_error,
+        });
     }
     drop(stack);
+    drop(script_argv);
     match context.errno.load(Ordering::Acquire) {
         0 => Ok(pid),
         errno => {
             let mut status = 0;
             // SAFETY: reaping our own child, which has exited with 127.
             unsafe { libc::waitpid(pid, &mut status, 0) };
-            Err(io::Error::from_raw_os_error(errno))
+            Err(Failed {
+                step: decode_step(context.failed_step.load(Ordering::Acquire)),
+                error: io::Error::from_raw_os_error(errno),
+            })
         }
+    }
+}
+
+/// The steps as the child stores them: small numbers, descriptor targets from 16 up.
+fn encode_step(step: Step) -> i32 {
+    match step {
+        Step::Clone => 0,
+        Step::Chdir => 1,
+        Step::ProcessGroup => 2,
+        Step::DieWithParent => 3,
+        Step::Exec => 4,
+        Step::PlaceFd(target) => 16_i32.saturating_add(target),
+    }
+}
+
+fn decode_step(code: i32) -> Step {
+    match code {
+        1 => Step::Chdir,
+        2 => Step::ProcessGroup,
+        3 => Step::DieWithParent,
+        16.. => Step::PlaceFd(code - 16),
+        _ => Step::Exec,
     }
 }
 
 /// The child side of `spawn`: only raw system calls, no allocation, no panics.
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the parent's `ChildContext`, alive and unchanged while we run.
-    let context = unsafe { &*arg.cast::<ChildContext>() };
-    let fail = |errno: c_int| -> c_int {
+    let context = unsafe { &*arg.cast::<ChildContext<'_>>() };
+    let fail = |step: Step, errno: c_int| -> c_int {
+        context
+            .failed_step
+            .store(encode_step(step), Ordering::Relaxed);
         context.errno.store(errno.max(1), Ordering::Release);
         // SAFETY: _exit is async-signal-safe and never returns.
         unsafe { libc::_exit(127) }
@@ -163,11 +306,17 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     if !context.cwd.is_null() {
         // SAFETY: `cwd` points to a NUL-terminated path the parent keeps alive.
         if unsafe { libc::chdir(context.cwd) } == -1 {
-            return fail(errno());
+            return fail(Step::Chdir, errno());
         }
     }
-    if let Err(errno) = place_fd(context.placement, context.max_fd) {
-        return fail(errno);
+    if let Some(pgroup) = context.pgroup {
+        // SAFETY: setpgid on ourselves touches no memory.
+        if unsafe { libc::setpgid(0, pgroup) } == -1 {
+            return fail(Step::ProcessGroup, errno());
+        }
+    }
+    if let Err((step, errno)) = carry_out(context.plan) {
+        return fail(step, errno);
     }
     if let Some((slot, room)) = context.pid_slot {
         // SAFETY: `slot` has `room` writable bytes followed by a NUL, owned by the
@@ -181,6 +330,16 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         // NULL-terminated arrays of them, alive until we exec or exit.
         unsafe { libc::execve(program, context.argv.as_ptr(), context.envp.as_ptr()) };
         last = errno();
+        if last == libc::ENOEXEC {
+            // SAFETY: slot 1 of `script_argv` is ours to fill (the parent built the
+            // array with room for it and does not read it while we run); the result is
+            // a NULL-terminated array of strings that live until we exec or exit.
+            unsafe {
+                *context.script_argv.add(1) = program;
+                libc::execve(SHELL.as_ptr(), context.script_argv, context.envp.as_ptr());
+            }
+            last = errno();
+        }
         denied |= last == libc::EACCES;
         // Like execvp: a missing or unusable candidate means try the next directory.
         if !matches!(
@@ -190,11 +349,14 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             break;
         }
     }
-    fail(if denied && last == libc::ENOENT {
-        libc::EACCES
-    } else {
-        last
-    })
+    fail(
+        Step::Exec,
+        if denied && last == libc::ENOENT {
+            libc::EACCES
+        } else {
+            last
+        },
+    )
 }
 
 /// The calling thread's errno.
@@ -239,42 +401,42 @@ fn zeroed_sigaction() -> libc::sigaction {
     unsafe { MaybeUninit::zeroed().assume_init() }
 }
 
-/// Puts `placement.source` at `placement.target` without close-on-exec, and marks every
-/// other descriptor from 3 up close-on-exec if asked. Async-signal-safe; returns errno.
-fn place_fd(placement: Placement, max_fd: c_int) -> Result<(), c_int> {
-    let Placement {
-        source,
-        target,
-        close_others,
-        die_with,
-    } = placement;
-    if die_with != 0 {
+/// Carries out `plan` in the child: the parent-death signal, each move without
+/// close-on-exec, and every other descriptor from 3 up marked close-on-exec if asked.
+/// Async-signal-safe; returns the step that failed and its errno.
+fn carry_out(plan: &FdPlan) -> Result<(), (Step, c_int)> {
+    if plan.die_with != 0 {
         // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory.
         if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == -1 {
-            return Err(errno());
+            return Err((Step::DieWithParent, errno()));
         }
         // SAFETY: getppid has no preconditions.
-        if unsafe { libc::getppid() } != die_with {
-            return Err(libc::ESRCH); // the parent is already gone
+        if unsafe { libc::getppid() } != plan.die_with {
+            return Err((Step::DieWithParent, libc::ESRCH)); // the parent is already gone
         }
     }
-    if source == target {
-        // dup2(n, n) would do nothing and leave close-on-exec set.
-        // SAFETY: plain fcntl on a descriptor number.
-        if unsafe { libc::fcntl(target, libc::F_SETFD, 0) } == -1 {
-            return Err(errno());
-        }
-    } else {
-        // SAFETY: plain dup2 on descriptor numbers; the copy is not close-on-exec.
-        if unsafe { libc::dup2(source, target) } == -1 {
-            return Err(errno());
+    for &Move { source, target } in &plan.moves {
+        let rc = if source == target {
+            // dup2(n, n) would do nothing and leave close-on-exec set.
+            // SAFETY: plain fcntl on a descriptor number.
+            unsafe { libc::fcntl(target, libc::F_SETFD, 0) }
+        } else {
+            // SAFETY: plain dup2 on descriptor numbers; the copy is not close-on-exec.
+            unsafe { libc::dup2(source, target) }
+        };
+        if rc == -1 {
+            return Err((Step::PlaceFd(target), errno()));
         }
     }
-    if close_others {
-        if target > 3 {
-            cloexec_range(3, target as u32 - 1, max_fd);
+    if plan.close_others {
+        let mut first = 3u32;
+        for &kept in &plan.kept {
+            if kept > first {
+                cloexec_range(first, kept - 1, plan.max_fd);
+            }
+            first = kept + 1;
         }
-        cloexec_range(target as u32 + 1, u32::MAX, max_fd);
+        cloexec_range(first, u32::MAX, plan.max_fd);
     }
     Ok(())
 }
@@ -328,37 +490,64 @@ unsafe fn write_pid(slot: *mut u8, room: usize) {
     unsafe { *slot.add(len) = 0 };
 }
 
-/// The highest descriptor number this process may have (`RLIMIT_NOFILE`), for the
-/// fallback when `close_range` is missing.
-fn max_fd() -> c_int {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    limit
+/// The soft `RLIMIT_NOFILE`: descriptor numbers must stay below it.
+pub(crate) fn nofile_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
-        .map_or(c_int::MAX, |n| n.min(c_int::MAX as u64) as c_int)
-        - 1
+        .unwrap_or(u64::MAX)
 }
 
-/// Makes `cmd` place the descriptor in its child, for spawns that must go through std
-/// (stdio, uid and the like set on the `Command`). `source` holds the parent's
-/// descriptor; set it to -1 once the spawn is over, so that a later spawn of the same
-/// `Command` finds the closure inert instead of placing a stale descriptor number.
-pub(crate) fn place_fd_in(cmd: &mut Command, source: Arc<AtomicI32>, placement: Placement) {
-    let max_fd = max_fd();
-    let hook = move || {
-        let source = source.load(Ordering::Acquire);
-        if source < 0 {
-            return Ok(());
+/// The highest descriptor number this process may have, for the fallback when
+/// `close_range` is missing.
+fn max_fd() -> c_int {
+    nofile_limit().min(c_int::MAX as u64) as c_int - 1
+}
+
+thread_local! {
+    /// The plan of the [`spawn_std`] in progress on this thread, for the hook that std
+    /// runs in the forked child (a copy of this thread, and of this value).
+    static PLAN: Cell<*const FdPlan> = const { Cell::new(ptr::null()) };
+}
+
+/// Marks a `Command` that carries our hook already: listed by `Command::get_envs` as a
+/// removed variable, which changes nothing in any child's environment.
+const HOOKED: &str = "SOCKPAIR_INTERNAL_PLAN_HOOK";
+
+/// Spawns `cmd` through std, which honours every setting it carries (stdio, uid, gid,
+/// groups, process group, `pre_exec` closures, ...), and carries out `plan` in the child
+/// last, after the `Command`'s own closures.
+///
+/// The hook is added to a `Command` once, however often it is spawned: it acts only on
+/// the plan this call sets for the spawn in progress on this thread, so the same
+/// `Command` spawned again (by us, or by `Command::spawn` alone) gets the same child.
+pub(crate) fn spawn_std(cmd: &mut Command, plan: &FdPlan) -> io::Result<std::process::Child> {
+    if !cmd.get_envs().any(|(key, value)| key == HOOKED && value.is_none()) {
+        // SAFETY: the hook is async-signal-safe: a thread-local read and write (a const
+        // initialiser and no destructor: no lazy set-up, no allocation), then raw system
+        // calls; an OS error value does not allocate.
+        unsafe { cmd.pre_exec(plan_hook) };
+        cmd.env_remove(HOOKED);
+    }
+    /// Clears `PLAN` when the spawn is over, however it ends.
+    struct Clear;
+    impl Drop for Clear {
+        fn drop(&mut self) {
+            PLAN.set(ptr::null());
         }
-        place_fd(
-            Placement {
-                source,
-                ..placement
-            },
-            max_fd,
-        )
-        .map_err(io::Error::from_raw_os_error)
-    };
-    // SAFETY: the hook is async-signal-safe: an atomic load and raw system calls, no
-    // allocation (an OS error value does not allocate).
-    unsafe { cmd.pre_exec(hook) };
+    }
+    PLAN.set(plan);
+    let _clear = Clear;
+    cmd.spawn()
+}
+
+/// The `pre_exec` hook: carries out the plan set by [`spawn_std`], once.
+fn plan_hook() -> io::Result<()> {
+    let plan = PLAN.replace(ptr::null());
+    if plan.is_null() {
+        return Ok(()); // not a spawn of ours, or a second hook after `env_clear`
+    }
+    // SAFETY: `PLAN` is non-null only while `spawn_std` runs on this thread with `plan`
+    // borrowed; std runs this hook in the child it forks from this thread meanwhile,
+    // whose memory is a copy of ours at that moment, `plan` included.
+    carry_out(unsafe { &*plan }).map_err(|(_, errno)| io::Error::from_raw_os_error(errno))
 }

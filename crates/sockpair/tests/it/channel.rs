@@ -143,7 +143,7 @@ fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
         // Large messages split across reads; small ones, read late, merge into one read.
         for (ty, small) in TYPES.into_iter().flat_map(|ty| [(ty, false), (ty, true)]) {
             let (mut a, mut b) = channels::<Vec<u8>>(ty);
-            b.accept_fds(true).unwrap();
+            b.accept_fds(true);
             let files: Vec<OwnedFd> = (0..6)
                 .map(|_| rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
                 .collect();
@@ -199,7 +199,7 @@ fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
 fn recv_closes_the_descriptors_it_was_not_asked_for() {
     watchdog(|| {
         let (mut a, mut b) = channels::<Vec<u8>>(Type::STREAM);
-        b.accept_fds(true).unwrap();
+        b.accept_fds(true);
         let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
         a.send_with_fds(&b"x".to_vec(), &[pipe_w.as_fd()]).unwrap();
         drop(pipe_w);
@@ -452,25 +452,33 @@ fn a_batch_arrives_as_separate_messages_in_order() {
 }
 
 #[test]
-fn a_channel_refuses_descriptors_until_it_accepts_them_and_nothing_is_lost_silently() {
+fn a_channel_that_refuses_descriptors_says_so_and_loses_nothing() {
     watchdog(|| {
         use std::io::Read;
-        // A stream: the kernel refuses them (SO_PASSRIGHTS, Linux 6.16+), so the sender
-        // knows at once and nothing of the message goes out.
+        // A stream: where the kernel can refuse them (SO_PASSRIGHTS, Linux 6.16+), the
+        // sender knows at once and nothing of the message goes out; before that, the
+        // receiver closes them, says so, then delivers the message.
+        let kernel_refuses = crate::util::kernel_has_pass_rights();
         let (mut a, mut b) = channels::<Vec<u8>>(Type::STREAM);
-        let (_pipe_r, pipe_w) = std::io::pipe().unwrap();
-        let err = a
-            .send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()])
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Fds, "{err}");
-        assert!(err.to_string().contains("accept_fds"), "{err}");
+        b.accept_fds(false);
+        let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
+        let sent = a.send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()]);
+        if kernel_refuses {
+            let err = sent.unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Fds, "{err}");
+            assert!(err.to_string().contains("accept_fds"), "{err}");
+        } else {
+            sent.unwrap();
+            assert_eq!(b.recv().unwrap_err().kind(), ErrorKind::Fds);
+            assert_eq!(b.recv().unwrap(), Some(b"with fd".to_vec()));
+        }
         a.send(&b"plain".to_vec()).unwrap();
         assert_eq!(
             b.recv().unwrap(),
             Some(b"plain".to_vec()),
-            "the refused message never went out"
+            "the refused message never went out, or came once"
         );
-        b.accept_fds(true).unwrap();
+        b.accept_fds(true);
         a.send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()])
             .unwrap();
         let mut fds = Vec::new();
@@ -479,11 +487,18 @@ fn a_channel_refuses_descriptors_until_it_accepts_them_and_nothing_is_lost_silen
             Some(b"with fd".to_vec())
         );
         assert_eq!(fds.len(), 1);
+        drop((fds, pipe_w));
+        assert_eq!(
+            pipe_r.read_to_end(&mut Vec::new()).unwrap(),
+            0,
+            "every copy was closed"
+        );
 
         // Records keep the kernel's door open (large messages need it): the receiver
         // closes what it did not ask for, says so, then delivers the message.
         for ty in [Type::SEQPACKET, Type::DGRAM] {
             let (mut a, mut b) = channels::<Vec<u8>>(ty);
+            b.accept_fds(false);
             let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
             a.send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()])
                 .unwrap();
@@ -499,6 +514,25 @@ fn a_channel_refuses_descriptors_until_it_accepts_them_and_nothing_is_lost_silen
                 0,
                 "{ty:?}: the refused copy was closed"
             );
+        }
+    });
+}
+
+#[test]
+fn acceptance_belongs_to_the_socket_not_to_a_channel_on_it() {
+    watchdog(|| {
+        for ty in TYPES {
+            let (a, b) = pair(ty).unwrap();
+            let mut a: Channel<Vec<u8>> = Channel::new(a).unwrap();
+            // A new pair accepts; a second channel on a copy of the end changes nothing.
+            let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+            let _second: Channel<Vec<u8>> =
+                Channel::new(b.socket().try_clone().unwrap()).unwrap();
+            let (_r, w) = std::io::pipe().unwrap();
+            a.send_with_fds(&b"one".to_vec(), &[w.as_fd()]).unwrap();
+            let mut fds = Vec::new();
+            assert_eq!(b.recv_with_fds(&mut fds).unwrap(), Some(b"one".to_vec()));
+            assert_eq!(fds.len(), 1, "{ty:?}");
         }
     });
 }

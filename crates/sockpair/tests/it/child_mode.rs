@@ -26,6 +26,7 @@ extern "C" fn run_child_mode() {
         "echo" => echo(),
         "flood" => flood(),
         "inherit" => inherit(),
+        "fd-receiver" => fd_receiver(),
         other => {
             eprintln!("unknown child mode {other}");
             3
@@ -70,6 +71,21 @@ fn report() -> i32 {
         rustix::net::sockopt::socket_type(end).unwrap().as_raw()
     );
     text += &format!("pid={}\n", std::process::id());
+    text += &format!("pgid={}\n", rustix::process::getpgrp().as_raw_pid());
+    text += &format!("uid={}\n", rustix::process::getuid().as_raw());
+    text += &format!("gid={}\n", rustix::process::getgid().as_raw());
+    let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    text += &format!("nofile={}\n", nofile.map_or("unlimited".into(), |n| n.to_string()));
+    let mut keys: Vec<String> = std::env::vars().map(|(key, _)| key).collect();
+    keys.sort();
+    text += &format!("envkeys={}\n", keys.join(","));
+    for fd in crate::util::fd_numbers() {
+        // SAFETY: only asking fstat about a number that is open in this process.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        if let Ok(stat) = rustix::fs::fstat(borrowed) {
+            text += &format!("ino:{fd}={}\n", stat.st_ino);
+        }
+    }
     text += &format!("cwd={}\n", std::env::current_dir().unwrap().display());
     text += &format!(
         "args={}\n",
@@ -162,4 +178,27 @@ fn inherit() -> i32 {
         .write_all((lines.join("\n") + "\n").as_bytes())
         .unwrap();
     0
+}
+
+/// A `Channel` on the end from `$SOCKPAIR_FD`, built at once: answers each message with
+/// `<payload> fds=<n>`, or an error with `error <kind>`, until EOF.
+fn fd_receiver() -> i32 {
+    // SAFETY: before main, single-threaded; the descriptor is ours alone.
+    let socket = unsafe { Socket::from_inherited("SOCKPAIR_FD") }.unwrap();
+    let mut channel: sockpair::Channel<Vec<u8>> = sockpair::Channel::new(socket).unwrap();
+    loop {
+        let mut fds = Vec::new();
+        let reply = match channel.recv_with_fds(&mut fds) {
+            Ok(None) => return 0,
+            Ok(Some(payload)) => {
+                let mut reply = payload;
+                reply.extend_from_slice(format!(" fds={}", fds.len()).as_bytes());
+                reply
+            }
+            Err(err) => format!("error {:?}", err.kind()).into_bytes(),
+        };
+        if channel.send(&reply).is_err() {
+            return 1;
+        }
+    }
 }

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::time::Duration;
 
-use sockpair::{Channel, Convention, SpawnOptions, Type};
+use sockpair::{Channel, Convention, Program, SpawnOptions, Type};
 
 use crate::util::watchdog;
 
@@ -58,12 +58,12 @@ fn libsystemd_accepts_the_systemd_convention() {
     watchdog(|| {
         // Debian's python3, for which python3-systemd is packaged (installed by the test
         // script; see README).
-        let mut cmd = Command::new("/usr/bin/python3");
-        cmd.args(["-c", SYSTEMD_CHILD]);
+        let mut program = Program::new("/usr/bin/python3");
+        program.args(["-c", SYSTEMD_CHILD]);
         let (mut child, mut socket) = SpawnOptions::new()
             .convention(Convention::Systemd)
             .ty(Type::STREAM)
-            .spawn(&mut cmd)
+            .spawn_program(&program)
             .unwrap();
         let mut answer = String::new();
         socket.read_to_string(&mut answer).unwrap();

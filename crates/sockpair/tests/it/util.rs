@@ -149,3 +149,21 @@ pub fn listed_address(fd: impl AsFd) -> Option<String> {
         .expect("the socket is listed in /proc/net/unix");
     row.get(7).map(|address| address.to_string())
 }
+
+/// Whether this kernel can refuse descriptors on a socket (`SO_PASSRIGHTS`, Linux 6.16).
+pub fn kernel_has_pass_rights() -> bool {
+    let (a, _b) = sockpair::pair(sockpair::Type::STREAM).unwrap();
+    let mut value: libc::c_int = 0;
+    let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are writable and sized for an int option.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&a),
+            libc::SOL_SOCKET,
+            83, // SO_PASSRIGHTS
+            (&raw mut value).cast(),
+            &mut len,
+        )
+    };
+    rc == 0
+}
