@@ -2,6 +2,7 @@
 
 mod bench;
 mod demo;
+mod descendants;
 mod pipe;
 mod run;
 mod sys;
@@ -10,11 +11,17 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 /// Anonymous, pre-connected socket pairs (socketpair(2)) between programs.
 #[derive(Debug, Parser)]
-#[command(name = "sockpair", version, about)]
+#[command(
+    name = "sockpair",
+    version,
+    about,
+    arg_required_else_help = true,
+    disable_help_subcommand = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -22,7 +29,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// The seed's program: create a pair, fork, and exchange one message each way.
+    /// The fork-and-talk example of TLPI §57.5: create a pair, fork, and exchange one
+    /// message each way.
     Demo {
         /// The socket type of the pair.
         #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = SocketType::Stream)]
@@ -107,6 +115,11 @@ enum Command {
     /// The benchmark's child (started by `sockpair bench` itself).
     #[command(name = bench::child::MODE, hide = true)]
     BenchChild,
+    /// Print this message or the help of the given subcommand.
+    Help {
+        /// The subcommand to describe.
+        command: Option<String>,
+    },
 }
 
 /// The socket types a pair can have, as the command line names them.
@@ -134,14 +147,14 @@ impl From<SocketType> for sockpair::Type {
 const FAILURE: u8 = 2;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(err) if !err.use_stderr() => err.exit(), // --help, --version
-        Err(err) => {
-            eprintln!("sockpair: {}", one_line(&err.to_string()));
-            return ExitCode::from(FAILURE);
-        }
-    };
+    // clap renders its own errors (with their usage and tips) and exits with 2.
+    let cli = Cli::parse();
+    if matches!(cli.command, Command::Run { .. } | Command::Pipe { .. })
+        && let Err(err) = descendants::watch()
+    {
+        eprintln!("sockpair: watch for signals: {err}");
+        return ExitCode::from(FAILURE);
+    }
     let result = match cli.command {
         Command::Demo { ty } => demo::run(ty.into()).map(|()| ExitCode::SUCCESS),
         Command::Run {
@@ -185,7 +198,9 @@ fn main() -> ExitCode {
             plot,
         }),
         Command::BenchChild => bench::child_main(),
+        Command::Help { command } => help(command.as_deref()),
     };
+    descendants::finish();
     match result {
         Ok(code) => code,
         Err(err) => {
@@ -195,17 +210,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// clap's multi-line usage error as one line: `sockpair: <what> [<hint>]`.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|line| {
-            !line.is_empty()
-                && !line.starts_with("Usage:")
-                && !line.starts_with("For more information")
-        })
-        .map(|line| line.strip_prefix("error: ").unwrap_or(line))
-        .collect::<Vec<_>>()
-        .join(" ")
+/// `sockpair help [COMMAND]`: the help of the command, or of `sockpair` itself.
+fn help(command: Option<&str>) -> anyhow::Result<ExitCode> {
+    let mut cli = Cli::command();
+    match command {
+        None => cli.print_help()?,
+        Some(name) => match cli.find_subcommand_mut(name) {
+            Some(sub) if !sub.is_hide_set() => sub
+                .clone()
+                .bin_name(format!("sockpair {name}"))
+                .print_help()?,
+            _ => {
+                cli.error(
+                    clap::error::ErrorKind::InvalidSubcommand,
+                    format!("no such command: '{name}'"),
+                )
+                .exit();
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
 }

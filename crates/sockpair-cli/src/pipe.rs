@@ -1,10 +1,9 @@
 //! `sockpair pipe`: two shell commands talking over one pair, no relay in between.
 
-use std::os::fd::OwnedFd;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use sockpair::{Type, pair};
+use sockpair::{Child, Convention, Program, Socket, SpawnOptions, Type, pair};
 
 use crate::run::exit_code;
 
@@ -12,17 +11,15 @@ use crate::run::exit_code;
 /// type `ty`. Exits with 0 if both succeed; otherwise says which failed on stderr and
 /// exits with the first failure's status.
 pub fn pipe(ty: Type, a: &str, b: &str) -> anyhow::Result<ExitCode> {
-    let (end_a, end_b) = pair(ty).context("socketpair")?;
-    let mut first =
-        start(a, end_a.into()).with_context(|| format!("spawn sh for command A '{a}'"))?;
-    let mut second = match start(b, end_b.into()) {
-        Ok(child) => child,
-        Err(err) => {
-            let _ = first.kill();
-            let _ = first.wait();
-            return Err(err).with_context(|| format!("spawn sh for command B '{b}'"));
+    for (label, command) in [("A", a), ("B", b)] {
+        if command.trim().is_empty() {
+            bail!("command {label} is empty");
         }
-    };
+    }
+    let (end_a, end_b) = pair(ty).context("socketpair")?;
+    // Dropped on an error of ours, a child is killed and reaped.
+    let mut first = start(a, end_a).with_context(|| format!("command A '{a}'"))?;
+    let mut second = start(b, end_b).with_context(|| format!("command B '{b}'"))?;
     let status_a = first.wait().context("wait for command A")?;
     let status_b = second.wait().context("wait for command B")?;
     let mut failed = None;
@@ -35,18 +32,17 @@ pub fn pipe(ty: Type, a: &str, b: &str) -> anyhow::Result<ExitCode> {
     Ok(failed.map_or(ExitCode::SUCCESS, ExitCode::from))
 }
 
-/// `sh -c command` with stdin and stdout on `end`; the `Command`, and with it our copies
-/// of `end`, is dropped on return, so that only the child holds them.
-fn start(command: &str, end: OwnedFd) -> anyhow::Result<Child> {
-    if command.trim().is_empty() {
-        bail!("empty command");
-    }
-    let stdout = end.try_clone().context("dup")?;
-    let mut cmd = Command::new("sh");
-    cmd.arg("-c")
-        .arg(command)
-        .stdin(Stdio::from(end))
-        .stdout(Stdio::from(stdout));
-    crate::sys::die_with_parent(&mut cmd);
-    Ok(cmd.spawn()?)
+/// `sh -c command` with `end` as its stdin and stdout, and nothing else of ours; it dies
+/// with us. Our copies of `end` are closed on return, so that only the child holds it.
+fn start(command: &str, end: Socket) -> anyhow::Result<Child> {
+    let mut program = Program::new("sh");
+    program.arg("-c").arg(command);
+    let child = SpawnOptions::new()
+        .child_fd(0)
+        .fd(1, end.try_clone().context("dup")?)
+        .convention(Convention::None)
+        .die_with_parent(true)
+        .kill_on_drop(true)
+        .spawn_program_with_end(&program, end)?;
+    Ok(child)
 }

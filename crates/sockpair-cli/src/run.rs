@@ -3,14 +3,14 @@
 use std::ffi::OsString;
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::Shutdown;
-use std::process::{Command, ExitCode, ExitStatus};
+use std::process::{ExitCode, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags};
-use sockpair::{Channel, Child, Convention, Socket, SpawnOptions, Type};
+use sockpair::{Channel, Child, Convention, Program, Socket, SpawnOptions, Type};
 
 /// What `sockpair run` was asked to do.
 #[derive(Debug)]
@@ -49,15 +49,17 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
     } else {
         Convention::Plain { env: run.env }
     };
-    let mut cmd = Command::new(&run.program);
-    cmd.args(&run.args);
+    let mut program = Program::new(&run.program);
+    program.args(&run.args);
+    // Errors name the program already. Killing sockpair must not leave the program
+    // behind, nor must an error of ours.
     let (mut child, socket) = SpawnOptions::new()
         .ty(run.ty)
         .child_fd(run.fd)
         .convention(convention)
-        .die_with_parent(true) // killing sockpair must not leave the program behind
-        .spawn(&mut cmd)
-        .with_context(|| format!("spawn '{}'", run.program.to_string_lossy()))?;
+        .die_with_parent(true)
+        .kill_on_drop(true)
+        .spawn_program(&program)?;
 
     let to_child = socket.try_clone().context("clone the socket")?;
     let framing = match (run.node, run.framing, run.ty == Type::STREAM) {
@@ -85,25 +87,13 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
             )
         }
     };
-    match copied {
-        Ok(Copied::All) => {}
-        Ok(Copied::StdoutClosed) => {
-            end(&mut child);
-            return Ok(ExitCode::from(STDOUT_CLOSED));
-        }
-        Err(err) => {
-            end(&mut child);
-            return Err(err);
-        }
+    // On our way out early, dropping the child kills and reaps it.
+    match copied? {
+        Copied::All => {}
+        Copied::StdoutClosed => return Ok(ExitCode::from(STDOUT_CLOSED)),
     }
     let status = child.wait().context("wait for the child")?;
     Ok(ExitCode::from(exit_code(status)))
-}
-
-/// Kills and reaps the child: we are leaving, and leave nothing behind.
-fn end(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// The shell's convention: the exit code, or 128 + the signal that killed it.

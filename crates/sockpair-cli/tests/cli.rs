@@ -55,6 +55,20 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Asserts a usage error as clap renders it: exit status 2, its first line starting as
+/// given, then clap's own `Usage:` or tip lines.
+fn assert_clap_error(out: &Output, starts: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(out.stdout.is_empty());
+    assert!(err.starts_with(starts), "{err}");
+    assert!(
+        err.lines().any(|line| line.starts_with("Usage:"))
+            || err.lines().any(|line| line.contains("try '--help'")),
+        "clap's layout kept: {err}"
+    );
+}
+
 /// Asserts our own error: exit status 2 and one line on stderr starting as given.
 fn assert_usage_error(out: &Output, starts: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -105,19 +119,69 @@ fn an_unknown_type_is_one_clear_line_and_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("sockpair: invalid value 'raw' for '--type <TYPE>'"),
+        err.starts_with("error: invalid value 'raw' for '--type <TYPE>'"),
         "{err}"
     );
     assert!(err.contains("stream, seqpacket, dgram"), "{err}");
+    assert!(err.contains("For more information, try '--help'."), "{err}");
 }
 
 #[test]
 fn an_unknown_command_is_exit_2() {
     let out = sockpair(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).starts_with("sockpair: "));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("error: unrecognized subcommand 'frobnicate'"),
+        "{err}"
+    );
+    assert!(err.contains("\nUsage: sockpair <COMMAND>\n"), "{err}");
+}
+
+#[test]
+fn no_arguments_print_the_usage_on_separate_lines() {
+    let out = sockpair(&[]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.contains(&"Usage: sockpair <COMMAND>"), "{err}");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.trim_start().starts_with("demo ")),
+        "{err}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.trim_start().starts_with("run ")),
+        "{err}"
+    );
+    assert!(lines.len() > 8, "{err}");
+    assert!(!err.to_lowercase().contains("seed"), "{err}");
+}
+
+#[test]
+fn help_works_for_every_command_and_for_help_itself() {
+    for args in [
+        &["help"][..],
+        &["help", "--help"],
+        &["help", "run"],
+        &["run", "--help"],
+        &["demo", "--help"],
+    ] {
+        let out = sockpair(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let text = stdout(&out);
+        assert!(text.contains("Usage: sockpair"), "{args:?}: {text}");
+        assert!(!text.to_lowercase().contains("seed"), "{args:?}: {text}");
+    }
+    assert!(stdout(&sockpair(&["help", "demo"])).contains("TLPI"));
+    assert_clap_error(
+        &sockpair(&["help", "nothing"]),
+        "error: no such command: 'nothing'",
+    );
 }
 
 #[test]
@@ -210,25 +274,25 @@ fn run_refuses_bad_input_with_one_line_and_exit_2() {
         &sockpair(&["run", "--", "sockpair-no-such-program"]),
         "sockpair: spawn 'sockpair-no-such-program': No such file or directory",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["run", "--fd", "2", "--", "true"]),
-        "sockpair: invalid value '2' for '--fd <N>'",
+        "error: invalid value '2' for '--fd <N>'",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["run", "--fd", "three", "--", "true"]),
-        "sockpair: invalid value 'three'",
+        "error: invalid value 'three'",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["run", "--type", "raw", "--", "true"]),
-        "sockpair: invalid value 'raw'",
+        "error: invalid value 'raw'",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["run"]),
-        "sockpair: the following required arguments were not provided",
+        "error: the following required arguments were not provided",
     );
     assert_usage_error(
         &sockpair(&["run", "--systemd", "--fd", "4", "--", "true"]),
-        "sockpair: spawn 'true': systemd passes",
+        "sockpair: spawn 'true': systemd passes descriptors from fd 3, not 4",
     );
 }
 
@@ -289,17 +353,17 @@ fn pipe_says_which_command_failed() {
 
 #[test]
 fn pipe_refuses_bad_input() {
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["pipe", "true"]),
-        "sockpair: the following required arguments were not provided",
+        "error: the following required arguments were not provided",
     );
     assert_usage_error(
         &sockpair(&["pipe", "true", " "]),
-        "sockpair: spawn sh for command B ' ': empty command",
+        "sockpair: command B is empty",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["pipe", "--type", "x", "true", "true"]),
-        "sockpair: invalid value 'x'",
+        "error: invalid value 'x'",
     );
 }
 
@@ -422,9 +486,9 @@ fn run_node_needs_a_stream() {
         ]),
         "sockpair: spawn 'node': Node's IPC channel needs a stream pair",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["run", "--node", "--framing", "length", "--", "true"]),
-        "sockpair: the argument",
+        "error: the argument",
     );
 }
 
@@ -528,17 +592,17 @@ fn bench_refuses_bad_input_before_starting_a_child() {
     let _one_at_a_time = BENCH
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["bench", "--type", "raw"]),
-        "sockpair: invalid value 'raw'",
+        "error: invalid value 'raw'",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["bench", "--size", "0"]),
-        "sockpair: invalid value '0' for '--size <BYTES>'",
+        "error: invalid value '0' for '--size <BYTES>'",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["bench", "--size", "2000000000"]),
-        "sockpair: invalid value '2000000000'",
+        "error: invalid value '2000000000'",
     );
     assert_usage_error(
         &sockpair(&["bench", "--type", "dgram", "--size", "100000"]),
@@ -555,47 +619,146 @@ fn bench_refuses_bad_input_before_starting_a_child() {
     assert!(!bench_children_alive());
 }
 
-#[test]
-fn run_and_pipe_take_their_programs_down_when_killed() {
-    for (i, mode) in ["run", "pipe"].iter().enumerate() {
-        let dir =
-            std::env::temp_dir().join(format!("sockpair-kill-test-{}-{i}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let pidfile = dir.join("pid");
-        let script = format!("echo $$ > {}; exec sleep 120", pidfile.display());
-        let args: Vec<&str> = match *mode {
-            "run" => vec!["run", "--", "sh", "-c", &script],
-            _ => vec!["pipe", &script, "cat"],
+/// The processes below `root`, from `/proc/*/stat`, with whether each is a zombie.
+fn descendants(root: u32) -> Vec<(u32, bool)> {
+    let mut table = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
         };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let rest = stat.rsplit_once(')').unwrap().1;
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap();
+        let ppid: u32 = fields.next().unwrap().parse().unwrap();
+        table.push((pid, ppid, state == "Z"));
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid, zombie) in &table {
+            if ppid == parent {
+                found.push((pid, zombie));
+                frontier.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Whether `pid` is alive: it exists and is not a zombie.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
+}
+
+/// The command line of `pid`, with spaces for NULs.
+fn cmdline(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| String::from_utf8_lossy(&bytes).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+#[test]
+fn run_and_pipe_leave_no_descendant_after_sigint_sigterm_or_sighup() {
+    let mut cases = Vec::new();
+    for (s, signal) in ["INT", "TERM", "HUP"].into_iter().enumerate() {
+        let a = format!("sleep 30{s}4; echo done");
+        let b = format!("sleep 30{s}5");
+        let c = format!("sleep 30{s}6");
+        cases.push((
+            signal,
+            vec!["run", "--", "sh", "-c", &a]
+                .into_iter()
+                .map(String::from)
+                .collect::<Vec<_>>(),
+            2,
+        ));
+        cases.push((signal, vec!["pipe".to_owned(), b, c], 4));
+    }
+    for (signal, args, expected) in cases {
         let mut sockpair = Command::new(env!("CARGO_BIN_EXE_sockpair"))
             .args(&args)
-            .stdin(Stdio::piped())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for the whole tree: sh and sleep (run), two sh and two sleeps (pipe).
+        let start = std::time::Instant::now();
+        let tree = loop {
+            let tree = descendants(sockpair.id());
+            let sleeps = tree
+                .iter()
+                .filter(|(pid, _)| cmdline(*pid).starts_with("sleep"))
+                .count();
+            if tree.len() >= expected && sleeps == expected / 2 {
+                break tree;
+            }
+            assert!(
+                start.elapsed() < LIMIT,
+                "{args:?}: the tree never grew: {tree:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        Command::new("kill")
+            .args([&format!("-{signal}"), &sockpair.id().to_string()])
+            .status()
+            .unwrap();
+        let status = sockpair.wait().unwrap();
+        assert!(!status.success(), "{signal} {args:?}");
+        std::thread::sleep(Duration::from_secs(2));
+        let left: Vec<String> = tree
+            .iter()
+            .filter(|(pid, _)| alive(*pid))
+            .map(|(pid, _)| format!("{pid} {}", cmdline(*pid)))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "SIG{signal} {args:?}: still alive 2 s later: {left:?}"
+        );
+    }
+}
+
+#[test]
+fn after_sigkill_the_direct_children_die_too() {
+    for args in [
+        &["run", "--", "sleep", "3071"][..],
+        &["pipe", "exec sleep 3072", "exec sleep 3073"],
+    ] {
+        let mut sockpair = Command::new(env!("CARGO_BIN_EXE_sockpair"))
+            .args(args)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
+        let want = if args[0] == "run" { 1 } else { 2 };
         let start = std::time::Instant::now();
-        while std::fs::read_to_string(&pidfile).map_or(true, |pid| pid.trim().is_empty()) {
-            assert!(start.elapsed() < LIMIT, "{mode}: the child never started");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let child = std::fs::read_to_string(&pidfile).unwrap().trim().to_owned();
-        let proc_dir = std::path::PathBuf::from(format!("/proc/{child}"));
-        assert!(proc_dir.exists());
-        Command::new("kill")
-            .args(["-TERM", &sockpair.id().to_string()])
-            .status()
-            .unwrap();
-        sockpair.wait().unwrap();
-        // Gone, or at most a zombie waiting for init to reap it.
-        let alive = || {
-            std::fs::read_to_string(proc_dir.join("stat"))
-                .is_ok_and(|stat| stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"))
+        let children = loop {
+            let tree = descendants(sockpair.id());
+            if tree.len() >= want
+                && tree
+                    .iter()
+                    .all(|(pid, _)| cmdline(*pid).starts_with("sleep"))
+            {
+                break tree;
+            }
+            assert!(start.elapsed() < LIMIT, "{args:?}: never started");
+            std::thread::sleep(Duration::from_millis(5));
         };
+        sockpair.kill().unwrap();
+        sockpair.wait().unwrap();
         let start = std::time::Instant::now();
-        while alive() {
-            assert!(start.elapsed() < LIMIT, "{mode}: {child} outlived sockpair");
+        while children.iter().any(|(pid, _)| alive(*pid)) {
+            assert!(
+                start.elapsed() < LIMIT,
+                "{args:?}: a child outlived sockpair"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -518,27 +518,26 @@ impl<Tx: Message, Rx: Message> Channel<Tx, Rx> {
             let offset = self.decoder.read_offset();
             let mut arrived = Vec::new();
             let decoder = &mut self.decoder;
-            let bytes =
-                match decoder.partial_payload() {
-                    // A large payload: read straight into its buffer, unzeroed.
-                    Some((payload, left)) => {
-                        let bytes = io_with(&self.socket, wait, PollFlags::IN, |socket, flags| {
-                            recvmsg_append(socket, payload, left, &mut arrived, recv_flags(flags))
-                                .map(|r| r.bytes)
-                        })?;
-                        decoder.appended();
-                        bytes
-                    }
-                    None => {
-                        let bytes = io_with(&self.socket, wait, PollFlags::IN, |socket, flags| {
-                            socket
-                                .recv_msg(decoder.spare(), &mut arrived, recv_flags(flags))
-                                .map(|r| r.bytes)
-                        })?;
-                        decoder.filled(bytes);
-                        bytes
-                    }
-                };
+            let bytes = match decoder.partial_payload() {
+                // A large payload: read straight into its buffer, unzeroed.
+                Some((payload, left)) => {
+                    let bytes = io_with(&self.socket, wait, PollFlags::IN, |socket, flags| {
+                        recvmsg_append(socket, payload, left, &mut arrived, recv_flags(flags))
+                            .map(|r| r.bytes)
+                    })?;
+                    decoder.appended();
+                    bytes
+                }
+                None => {
+                    let bytes = io_with(&self.socket, wait, PollFlags::IN, |socket, flags| {
+                        socket
+                            .recv_msg(decoder.spare(), &mut arrived, recv_flags(flags))
+                            .map(|r| r.bytes)
+                    })?;
+                    decoder.filled(bytes);
+                    bytes
+                }
+            };
             if !arrived.is_empty() {
                 if !self.accept_fds {
                     drop(arrived);

@@ -52,7 +52,8 @@ impl Child {
 
     /// Takes over a child that std started; std's `Child` neither waits nor kills on drop.
     pub(crate) fn from_std(mut child: std::process::Child, kill_on_drop: bool) -> Child {
-        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
         Child::new(child.id() as i32, kill_on_drop, stdin, stdout, stderr)
     }
 

@@ -10,11 +10,11 @@ use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use sockpair::{Socket, SpawnOptions, Type};
+use sockpair::{Program, Socket, SpawnOptions, Type};
 
 pub use child::child_main;
 use transport::{Impl, Transports};
@@ -118,10 +118,11 @@ pub fn bench(args: Bench) -> anyhow::Result<ExitCode> {
         let cpu = pin_to_one_cpu().context("pin to one CPU")?;
         eprintln!("sockpair bench: parent and child pinned to CPU {cpu}");
     }
+    let mut program = Program::new(std::env::current_exe().context("find our own binary")?);
+    program.arg(child::MODE);
     let (mut child, control) = SpawnOptions::new()
-        .spawn(
-            Command::new(std::env::current_exe().context("find our own binary")?).arg(child::MODE),
-        )
+        .kill_on_drop(true) // should measuring fail
+        .spawn_program(&program)
         .context("start the benchmark's child")?;
     let result = measure(&args, &control);
     drop(control); // the child exits when the control socket closes

@@ -1,5 +1,5 @@
-//! The raw `libc` calls that `sockpair bench` measures everything else against: the
-//! only `unsafe` in the command.
+//! The only `unsafe` in the command: the raw `libc` calls that `sockpair bench`
+//! measures everything else against, and the signal mask calls of `descendants`.
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
@@ -40,23 +40,52 @@ pub fn recv(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Makes the child of `cmd` die (`SIGKILL`) when this thread does, as
-/// `SpawnOptions::die_with_parent` does for sockpair's own spawns: `sockpair pipe` must
-/// not leave its commands running if it is killed.
-pub fn die_with_parent(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    let parent = std::process::id() as libc::pid_t;
-    let hook = move || {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number and touches no memory.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == -1 {
-            return Err(io::Error::last_os_error());
+/// A set of signals, blocked in every thread started after [`block`].
+pub struct Blocked(libc::sigset_t);
+
+/// Blocks `signals` in the calling thread (and so in every thread it starts later), so
+/// that only [`wait`] receives them. Children do not inherit the mask: both spawn paths
+/// give them an empty one.
+pub fn block(signals: &[libc::c_int]) -> io::Result<Blocked> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises `set`; sigaddset and pthread_sigmask read it.
+    let set = unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &signal in signals {
+            libc::sigaddset(set.as_mut_ptr(), signal);
         }
-        // SAFETY: getppid has no preconditions. If the parent is already gone, give up.
-        if unsafe { libc::getppid() } != parent {
-            return Err(io::Error::from_raw_os_error(libc::ESRCH));
-        }
-        Ok(())
+        set.assume_init()
     };
-    // SAFETY: the hook makes two async-signal-safe system calls and allocates nothing.
-    unsafe { cmd.pre_exec(hook) };
+    // SAFETY: `set` is an initialised signal set; no old mask is asked for.
+    match unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) } {
+        0 => Ok(Blocked(set)),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Waits for one of the blocked signals (`sigwait`) and returns it.
+pub fn wait(blocked: &Blocked) -> io::Result<libc::c_int> {
+    let mut signal = 0;
+    // SAFETY: `blocked.0` is an initialised set and `signal` a writable int.
+    match unsafe { libc::sigwait(&blocked.0, &mut signal) } {
+        0 => Ok(signal),
+        errno => Err(io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// Ends this process by `signal` itself, as if it had not been caught, so that our own
+/// parent sees how we ended; exits with 128 + `signal` should the signal not end us.
+pub fn die_of(signal: libc::c_int) -> ! {
+    // SAFETY: restoring the default action and unblocking the signal in this thread
+    // touch no memory of ours; raise sends it to this thread, where it now terminates
+    // the process.
+    unsafe {
+        libc::signal(signal, libc::SIG_DFL);
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigaddset(set.as_mut_ptr(), signal);
+        libc::pthread_sigmask(libc::SIG_UNBLOCK, set.as_ptr(), std::ptr::null_mut());
+        libc::raise(signal);
+    }
+    std::process::exit(128 + signal)
 }

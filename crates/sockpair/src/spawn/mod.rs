@@ -229,8 +229,10 @@ impl SpawnOptions {
     ///
     /// As [`spawn`](SpawnOptions::spawn).
     pub fn spawn_with_end(&self, cmd: &mut Command, end: Socket) -> io::Result<Child> {
-        self.check_std()?;
-        let plan = self.plan(&end)?;
+        let plan = self
+            .check_std()
+            .and_then(|()| self.plan(&end))
+            .map_err(|err| spawn_error(cmd.get_program(), None, err))?;
         let vars = self.convention.vars(self.child_fd);
         let before: Vec<_> = vars
             .iter()
@@ -296,9 +298,13 @@ impl SpawnOptions {
     ///
     /// As [`spawn_program`](SpawnOptions::spawn_program).
     pub fn spawn_program_with_end(&self, program: &Program, end: Socket) -> io::Result<Child> {
-        self.check()?;
-        let plan = self.plan(&end)?;
-        let exec = program.exec(&self.convention, self.child_fd, &plan)?;
+        let plan = self
+            .check()
+            .and_then(|()| self.plan(&end))
+            .map_err(|err| spawn_error(program.get_program(), None, err))?;
+        let exec = program
+            .exec(&self.convention, self.child_fd, &plan)
+            .map_err(|err| spawn_error(program.get_program(), None, err))?;
         let pid = sys::spawn::spawn(exec).map_err(|Failed { step, error }| {
             let what = step_text(step, program.get_current_dir(), &error);
             spawn_error(program.get_program(), what, error)
@@ -387,7 +393,6 @@ impl SpawnOptions {
             .collect();
         FdPlan::new(&moves, self.close_other_fds, self.die_with_parent)
     }
-
 }
 
 /// A start that failed, said with the program's name and, where known, what failed.

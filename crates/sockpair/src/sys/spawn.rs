@@ -521,7 +521,10 @@ const HOOKED: &str = "SOCKPAIR_INTERNAL_PLAN_HOOK";
 /// the plan this call sets for the spawn in progress on this thread, so the same
 /// `Command` spawned again (by us, or by `Command::spawn` alone) gets the same child.
 pub(crate) fn spawn_std(cmd: &mut Command, plan: &FdPlan) -> io::Result<std::process::Child> {
-    if !cmd.get_envs().any(|(key, value)| key == HOOKED && value.is_none()) {
+    if !cmd
+        .get_envs()
+        .any(|(key, value)| key == HOOKED && value.is_none())
+    {
         // SAFETY: the hook is async-signal-safe: a thread-local read and write (a const
         // initialiser and no destructor: no lazy set-up, no allocation), then raw system
         // calls; an OS error value does not allocate.

@@ -526,8 +526,7 @@ fn acceptance_belongs_to_the_socket_not_to_a_channel_on_it() {
             let mut a: Channel<Vec<u8>> = Channel::new(a).unwrap();
             // A new pair accepts; a second channel on a copy of the end changes nothing.
             let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
-            let _second: Channel<Vec<u8>> =
-                Channel::new(b.socket().try_clone().unwrap()).unwrap();
+            let _second: Channel<Vec<u8>> = Channel::new(b.socket().try_clone().unwrap()).unwrap();
             let (_r, w) = std::io::pipe().unwrap();
             a.send_with_fds(&b"one".to_vec(), &[w.as_fd()]).unwrap();
             let mut fds = Vec::new();

@@ -75,7 +75,10 @@ fn report() -> i32 {
     text += &format!("uid={}\n", rustix::process::getuid().as_raw());
     text += &format!("gid={}\n", rustix::process::getgid().as_raw());
     let nofile = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
-    text += &format!("nofile={}\n", nofile.map_or("unlimited".into(), |n| n.to_string()));
+    text += &format!(
+        "nofile={}\n",
+        nofile.map_or("unlimited".into(), |n| n.to_string())
+    );
     let mut keys: Vec<String> = std::env::vars().map(|(key, _)| key).collect();
     keys.sort();
     text += &format!("envkeys={}\n", keys.join(","));

@@ -77,7 +77,11 @@ fn spawn_report(options: &SpawnOptions, fd: i32) -> BTreeMap<String, String> {
         r.remove("pgid");
         r
     };
-    assert_eq!(without_pid(&reports[0]), without_pid(&reports[1]), "both paths agree");
+    assert_eq!(
+        without_pid(&reports[0]),
+        without_pid(&reports[1]),
+        "both paths agree"
+    );
     reports.into_iter().next().unwrap()
 }
 
@@ -242,9 +246,14 @@ fn the_command_keeps_its_args_env_cwd_and_stdio() {
         }
         // A relative program path is found from the working directory, on both paths.
         let exe = std::env::current_exe().unwrap();
-        let mut relative = Program::new(format!("./{}", exe.file_name().unwrap().to_str().unwrap()));
+        let mut relative =
+            Program::new(format!("./{}", exe.file_name().unwrap().to_str().unwrap()));
         relative
-            .envs(child_program("report", 3).get_envs().map(|(k, v)| (k, v.unwrap())))
+            .envs(
+                child_program("report", 3)
+                    .get_envs()
+                    .map(|(k, v)| (k, v.unwrap())),
+            )
             .current_dir(exe.parent().unwrap());
         for through_std in PATHS {
             let (mut child, socket) = spawn_on(&SpawnOptions::new(), &relative, through_std);
@@ -429,7 +438,10 @@ fn bad_options_are_refused_before_anything_starts() {
     let w2 = w.try_clone().unwrap();
     let w3 = w.try_clone().unwrap();
     let cases: [(SpawnOptions, &str); 8] = [
-        (SpawnOptions::new().child_fd(-1).clone(), "fd -1 is negative"),
+        (
+            SpawnOptions::new().child_fd(-1).clone(),
+            "fd -1 is negative",
+        ),
         (
             SpawnOptions::new()
                 .convention(Convention::Node)
@@ -442,7 +454,10 @@ fn bad_options_are_refused_before_anything_starts() {
             SpawnOptions::new().fd(5, w2).fd(5, w3).clone(),
             "already given another descriptor",
         ),
-        (SpawnOptions::new().child_fd(1 << 30).clone(), "RLIMIT_NOFILE"),
+        (
+            SpawnOptions::new().child_fd(1 << 30).clone(),
+            "RLIMIT_NOFILE",
+        ),
         (
             SpawnOptions::new()
                 .convention(Convention::Plain { env: "".into() })
@@ -711,8 +726,7 @@ fn uid_gid_process_group_and_env_clear_are_honoured() {
             let (mut child, socket) = spawn_on(&SpawnOptions::new(), &program, through_std);
             let r = report(&mut child, &socket);
             assert_eq!(
-                r["envkeys"],
-                "IT_KEPT,SOCKPAIR_FD,SOCKPAIR_IT_CHILD,SOCKPAIR_IT_FD",
+                r["envkeys"], "IT_KEPT,SOCKPAIR_FD,SOCKPAIR_IT_CHILD,SOCKPAIR_IT_FD",
                 "std path: {through_std}"
             );
         }
@@ -785,7 +799,11 @@ fn several_descriptors_inner() {
     let mut out = String::new();
     out_r.read_to_string(&mut out).unwrap();
     assert_eq!(out, "out\n");
-    assert_eq!(open_fds(), before + 1, "only the pipe's read end is still ours");
+    assert_eq!(
+        open_fds(),
+        before + 1,
+        "only the pipe's read end is still ours"
+    );
 }
 
 #[test]
@@ -857,7 +875,12 @@ fn descriptors_reach_a_fresh_child_from_the_first_message_every_time() {
             .collect();
         for thread in threads {
             let failures = thread.join().unwrap();
-            assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..1]);
+            assert!(
+                failures.is_empty(),
+                "{} failed: {:?}",
+                failures.len(),
+                &failures[..1]
+            );
         }
         // The default (the socket as a new pair has it) delivers them the same way.
         assert_eq!(
@@ -891,8 +914,11 @@ fn a_refusing_child_refuses_the_same_way_every_run() {
 
 /// Whether process `pid` exists and is not a zombie.
 fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit(')').next().is_some_and(|rest| !rest.starts_with(" Z")))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit(')')
+            .next()
+            .is_some_and(|rest| !rest.starts_with(" Z"))
+    })
 }
 
 #[test]
@@ -916,8 +942,11 @@ fn kill_on_drop_kills_and_reaps() {
                 "killed and reaped"
             );
             // Without it the child lives on after the drop.
-            let (child, _socket) =
-                spawn_on(&SpawnOptions::new(), Program::new("sleep").arg("300"), through_std);
+            let (child, _socket) = spawn_on(
+                &SpawnOptions::new(),
+                Program::new("sleep").arg("300"),
+                through_std,
+            );
             let pid = child.id();
             drop(child);
             assert!(running(pid));
@@ -948,7 +977,9 @@ fn both_paths_run_a_file_without_a_shebang_the_same_way() {
                 program.arg("arg");
                 let options = SpawnOptions::new();
                 let (mut child, mut socket) = match through_std {
-                    true => options.spawn(program.to_command().stderr(Stdio::null())).unwrap(),
+                    true => options
+                        .spawn(program.to_command().stderr(Stdio::null()))
+                        .unwrap(),
                     false => options.spawn_program(&program).unwrap(),
                 };
                 let mut said = String::new();
@@ -958,7 +989,11 @@ fn both_paths_run_a_file_without_a_shebang_the_same_way() {
             }
         }
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(outcomes[0], ("script arg\n".into(), Some(0)), "run by /bin/sh");
+        assert_eq!(
+            outcomes[0],
+            ("script arg\n".into(), Some(0)),
+            "run by /bin/sh"
+        );
         assert_ne!(outcomes[1].1, Some(0), "a broken ELF fails");
         assert_eq!(outcomes[..2], outcomes[2..], "both paths alike");
     });
