@@ -1,15 +1,15 @@
 //! Spawning a child with one end of a pair at fd 3, against std's plain
 //! `Command::spawn` of the same program, in a small parent and in a parent with 1 GiB of
-//! touched memory. Also shown: std's `pre_exec` route (what a crate that hooks `pre_exec`
-//! pays), which forks and so copies the parent's page tables.
+//! touched memory: sockpair's fast path (`spawn_program`, `clone(CLONE_VM|CLONE_VFORK)`)
+//! and its std path (`spawn(&mut Command)`, which honours everything a `Command` says
+//! through a `pre_exec` hook, so std forks and copies the parent's page tables).
 //!
 //! `cargo bench -p sockpair-benches --bench spawn`
 
 use std::hint::black_box;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use sockpair::SpawnOptions;
+use sockpair::{Program, SpawnOptions};
 use sockpair_benches::{interleaved, pin_to_one_cpu};
 
 const PROGRAM: &str = "/bin/true";
@@ -20,18 +20,18 @@ fn plain_std() {
     Command::new(PROGRAM).spawn().unwrap().wait().unwrap();
 }
 
-fn sockpair_spawn() {
+fn sockpair_program() {
     let (mut child, _socket) = SpawnOptions::new()
-        .spawn(&mut Command::new(PROGRAM))
+        .spawn_program(&Program::new(PROGRAM))
         .unwrap();
     child.wait().unwrap();
 }
 
-fn std_pre_exec() {
-    let mut cmd = Command::new(PROGRAM);
-    // SAFETY: an empty hook; it only makes std take its fork path.
-    unsafe { cmd.pre_exec(|| Ok(())) };
-    cmd.spawn().unwrap().wait().unwrap();
+fn sockpair_command() {
+    let (mut child, _socket) = SpawnOptions::new()
+        .spawn(&mut Command::new(PROGRAM))
+        .unwrap();
+    child.wait().unwrap();
 }
 
 fn main() {
@@ -45,19 +45,19 @@ fn main() {
         None => println!("could not pin to one CPU; numbers will be noisier"),
     }
     println!(
-        "{:<12} {:>14} {:>14} {:>8} {:>14} {:>8}",
-        "parent", "std spawn", "sockpair", "ratio", "std pre_exec", "ratio"
+        "{:<12} {:>14} {:>16} {:>8} {:>16} {:>8}",
+        "parent", "std spawn", "spawn_program", "ratio", "spawn(Command)", "ratio"
     );
     for (label, bytes) in [("small", 0usize), ("1 GiB", 1 << 30)] {
         let memory = black_box(vec![1u8; bytes]); // vec! of a non-zero byte touches every page
         let times = interleaved(
             ROUNDS,
             PER_ROUND,
-            &mut [&mut plain_std, &mut sockpair_spawn, &mut std_pre_exec],
+            &mut [&mut plain_std, &mut sockpair_program, &mut sockpair_command],
         );
         let ratio = |t: std::time::Duration| t.as_secs_f64() / times[0].as_secs_f64();
         println!(
-            "{label:<12} {:>14?} {:>14?} {:>7.2}x {:>14?} {:>7.2}x",
+            "{label:<12} {:>14?} {:>16?} {:>7.2}x {:>16?} {:>7.2}x",
             times[0],
             times[1],
             ratio(times[1]),

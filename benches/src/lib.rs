@@ -2,12 +2,11 @@
 //! Each benchmark in `benches/` prints ratios against a baseline measured in the same run.
 
 use std::io::{Read, Write};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ipc_channel::ipc::{IpcReceiver, IpcSender};
 use serde::{Deserialize, Serialize};
-use sockpair::{Channel, Postcard, Socket, SpawnOptions};
+use sockpair::{Channel, Postcard, Program, Socket, SpawnOptions};
 
 /// Pins this process (and so the children it starts) to one CPU, so that both sides of
 /// every measurement share it: on small virtual machines a cross-CPU wake-up costs more
@@ -132,9 +131,9 @@ pub fn child(mode: &str) -> (sockpair::Child, Socket) {
 
 /// A child of this binary in `mode`, with its end of a pair of type `ty` at fd 3.
 pub fn child_with(mode: &str, ty: sockpair::Type) -> (sockpair::Child, Socket) {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.env(MODE, mode);
-    SpawnOptions::new().ty(ty).spawn(&mut cmd).unwrap()
+    let mut program = Program::new(std::env::current_exe().unwrap());
+    program.env(MODE, mode);
+    SpawnOptions::new().ty(ty).spawn_program(&program).unwrap()
 }
 
 fn inherited() -> Socket {

@@ -1,4 +1,4 @@
-//! `sockpair demo`: the seed's program, for any socket type.
+//! `sockpair demo`: the fork-and-talk example of TLPI §57.5, for any socket type.
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -1,4 +1,4 @@
-// The seed's program: a stream pair, a fork, one message each way.
+// The fork-and-talk example of TLPI §57.5: a stream pair, a fork, one message each way.
 //
 // Run it with `cargo run -p sockpair --example demo`. It prints exactly:
 //

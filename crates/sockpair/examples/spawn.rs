@@ -5,16 +5,15 @@
 // Run it with `cargo run -p sockpair --example spawn`.
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::process::Command;
 
-use sockpair::{Socket, SpawnOptions};
+use sockpair::{Program, Socket, SpawnOptions};
 
 fn main() -> io::Result<()> {
     if std::env::var_os("SOCKPAIR_FD").is_some() {
         return child();
     }
     let (mut child, mut socket) =
-        SpawnOptions::new().spawn(&mut Command::new(std::env::current_exe()?))?;
+        SpawnOptions::new().spawn_program(&Program::new(std::env::current_exe()?))?;
     socket.write_all(b"ping")?;
     socket.shutdown(Shutdown::Write)?; // the child reads EOF after "ping"
     let mut reply = String::new();

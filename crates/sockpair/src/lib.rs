@@ -1,7 +1,8 @@
 //! Anonymous, pre-connected socket pairs (`socketpair(2)`) and the job they exist for: a
 //! private, two-way channel between a parent process and its child.
 //!
-//! The seed's program: create a pair, fork, and talk both ways. The child closes the
+//! The fork-and-talk example of *The Linux Programming Interface* (§57.5): create a pair,
+//! fork, and talk both ways. The child closes the
 //! parent's end, reads, answers; the parent closes the child's end, writes, reads the
 //! answer, and waits for the child. It prints exactly
 //! `Child received: Hello from parent` then `Parent received: Hello from child`.
@@ -12,7 +13,7 @@
 //!
 //! # What is here
 //!
-//! | the seed's C | sockpair |
+//! | C | sockpair |
 //! |---|---|
 //! | `socketpair(AF_UNIX, SOCK_STREAM \| SOCK_CLOEXEC, 0, sv)` | [`pair`]`(Type::STREAM)` |
 //! | `socketpair(domain, type \| flags, protocol, sv)` | [`pair_with`]`(domain, ty, flags, protocol)` |
@@ -23,7 +24,7 @@
 //! | `sendmsg`/`recvmsg` with `SCM_RIGHTS` | [`Socket::send_with_fds`]/[`Socket::recv_with_fds`] |
 //! | `getsockopt(SO_PEERCRED)` | [`Socket::peer_cred`] |
 //! | `waitpid` | [`Child::wait`], [`Child::wait_timeout`], [`Child::kill`] |
-//! | `fork` + `dup2(end, 3)` + `execve`, with `SOCKPAIR_FD=3` | [`SpawnOptions::spawn`] |
+//! | `fork` + `dup2(end, 3)` + `execve`, with `SOCKPAIR_FD=3` | [`SpawnOptions::spawn_program`], [`SpawnOptions::spawn`] |
 //! | the child's `atoi(getenv("SOCKPAIR_FD"))` | [`Socket::from_inherited`] |
 //!
 //! # Handing an end to a program
@@ -31,9 +32,13 @@
 //! [`SpawnOptions`] starts any program with its end at a chosen descriptor (3 by
 //! default), announced by an environment variable in the [`Convention`] of its ecosystem:
 //! plain `SOCKPAIR_FD`, Node.js's `NODE_CHANNEL_FD`, systemd's `LISTEN_FDS`/`LISTEN_PID`,
-//! Wayland's `WAYLAND_SOCKET`. The child gets its stdio and its end, nothing else, and no
-//! other child gets its end; it starts as fast as std's plain spawn, even from a large
-//! parent. See `examples/spawn.rs` for both sides.
+//! Wayland's `WAYLAND_SOCKET`. The child gets its stdio, its end and the descriptors you
+//! name ([`SpawnOptions::fd`]), nothing else, and no other child gets its end. Start a
+//! [`Program`] ([`SpawnOptions::spawn_program`]) and it starts as fast as std's plain
+//! spawn, even from a large parent; start a `Command` ([`SpawnOptions::spawn`]) and
+//! everything it says is honoured, your `pre_exec` closures included. Whether the child's
+//! end takes descriptors is decided before it exists ([`SpawnOptions::accept_fds`]), and
+//! [`SpawnOptions::kill_on_drop`] leaves no orphan. See `examples/spawn.rs` for both sides.
 //!
 //! # Messages
 //!
@@ -49,7 +54,7 @@
 //! # When the other side dies
 //!
 //! Peer death is never a hang, provided every copy of the dead side's end is gone, which
-//! [`fork`] and [`SpawnOptions::spawn`] ensure by closing the parent's copy of the
+//! [`fork`] and [`SpawnOptions`] ensure by closing the parent's copy of the
 //! child's end: a stream or seqpacket end then reads EOF (or `ECONNRESET` once, if the
 //! child died with data of ours unread), and writes fail with `EPIPE`, never `SIGPIPE`.
 //! A datagram pair has no EOF: watch the [`Child`] instead ([`Child::wait_timeout`]).

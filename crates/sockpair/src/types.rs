@@ -81,7 +81,7 @@ raw_newtype! {
     /// assert_eq!(format!("{:?}", Type::SEQPACKET), "Type::SEQPACKET");
     /// ```
     Type {
-        /// `SOCK_STREAM`: a bidirectional byte stream, the "stream pipe" of the seed.
+        /// `SOCK_STREAM`: a bidirectional byte stream, a "stream pipe".
         STREAM = libc::SOCK_STREAM,
         /// `SOCK_DGRAM`: datagrams with boundaries; on `AF_UNIX` reliable and ordered.
         DGRAM = libc::SOCK_DGRAM,

@@ -1,4 +1,4 @@
-//! [`fork`]: the seed's pattern, a pair shared between a parent and its forked child.
+//! [`fork`]: the classic pattern, a pair shared between a parent and its forked child.
 //!
 //! It lives in `sys` because its public entry point is itself an `unsafe fn`; with
 //! `Socket::from_inherited` it is the part of `sys` that builds on the layers above.
@@ -29,7 +29,7 @@ pub enum Fork {
 }
 
 /// Creates a pair of type `ty` (close-on-exec), forks, and closes in each process the
-/// end that belongs to the other: the seed's program in one call.
+/// end that belongs to the other: TLPI §57.5's program in one call.
 ///
 /// # Safety
 ///
@@ -53,7 +53,7 @@ pub enum Fork {
 ///
 /// # Examples
 ///
-/// The child echoes one message back; the crate-level example is the seed's full demo.
+/// The child echoes one message back; the crate-level example is the full demo.
 ///
 /// ```
 /// use sockpair::{exit_immediately, fork, Fork, Type};
