@@ -762,3 +762,26 @@ fn after_sigkill_the_direct_children_die_too() {
         }
     }
 }
+
+#[test]
+fn a_child_that_reads_the_terminal_still_can() {
+    // `script` (util-linux) runs the command on a new pseudo-terminal, as its foreground
+    // job; a child in a process group of its own would be stopped by SIGTTIN instead.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no `script`: terminal test not run");
+        return;
+    }
+    let bin = env!("CARGO_BIN_EXE_sockpair");
+    for line in [
+        format!(r#"'{bin}' pipe 'read x </dev/tty; echo "tty said $x" >&2' 'cat >/dev/null'"#),
+        format!(r#"'{bin}' run -- sh -c 'read x </dev/tty; echo "tty said $x" >&3' </dev/null"#),
+    ] {
+        let out = run_with_input(
+            Command::new("script").args(["-qec", &line, "/dev/null"]),
+            b"hello\n",
+        );
+        assert!(out.status.success(), "{line}: {out:?}");
+        let all = format!("{}{}", stdout(&out), String::from_utf8_lossy(&out.stderr));
+        assert!(all.contains("tty said hello"), "{line}: {all}");
+    }
+}
