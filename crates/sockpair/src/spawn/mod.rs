@@ -45,7 +45,11 @@ const PID_ROOM: usize = 10;
 /// | systemd | no (`LISTEN_PID` needs sockpair's path) | yes |
 ///
 /// `spawn` adds its hook to a `Command` once: spawning the same `Command` again gives the
-/// child the same settings, and the [`Convention`]'s variables are not left on it.
+/// child the same settings, and the [`Convention`]'s variables are not left on it (a
+/// variable the `Command` did not mention is left removed, so that no stale number reaches
+/// a later child). The hook's mark is one more removed variable in
+/// [`Command::get_envs`], `SOCKPAIR_INTERNAL_PLAN_HOOK`, which changes no child's
+/// environment. Outside a sockpair spawn the hook does nothing.
 ///
 /// # Examples
 ///
