@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, PidfdFlags};
-use sockpair::{Channel, Child, Convention, Program, Socket, SpawnOptions, Type};
+use sockpair::{Channel, Child, Convention, Program, Receiver, Sender, Socket, SpawnOptions, Type};
 
 /// What `sockpair run` was asked to do.
 #[derive(Debug)]
@@ -61,30 +61,30 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
         .kill_on_drop(true)
         .spawn_program(&program)?;
 
-    let to_child = socket.try_clone().context("clone the socket")?;
-    let framing = match (run.node, run.framing, run.ty == Type::STREAM) {
-        (true, ..) | (false, Framing::Lines, true) => Some(sockpair::Framing::Lines),
-        (false, Framing::Length, true) => Some(sockpair::Framing::Length),
-        (false, Framing::Lines | Framing::Length, false) => Some(sockpair::Framing::Records),
-        (false, Framing::Raw, _) => None,
+    // On seqpacket and dgram pairs, lines and length frames are one record each.
+    let framing = match (run.node, run.framing) {
+        (true, _) | (false, Framing::Lines) => Some(sockpair::Framing::Lines),
+        (false, Framing::Length) => Some(sockpair::Framing::Length),
+        (false, Framing::Raw) => None,
     };
     let copied = match framing {
         None => {
+            let to_child = socket.try_clone().context("clone the socket")?;
             let ty = run.ty;
             // Never joined: if stdin stays open after the child is gone, we exit without it.
             std::thread::spawn(move || copy_stdin(&to_child, ty));
             copy_to_stdout(&socket, &child)
         }
         Some(framing) => {
+            let channel: Channel<Vec<u8>> = match run.ty {
+                Type::STREAM => Channel::with_framing(socket, framing)?,
+                _ => Channel::new(socket)?,
+            };
+            let (to_child, from_child) = channel.split();
             let (errors, stdin_error) = mpsc::channel();
-            let to_child = Channel::with_framing(to_child, framing)?;
             let node = run.node;
             std::thread::spawn(move || send_lines(to_child, node, &errors));
-            copy_messages_to_stdout(
-                Channel::with_framing(socket, framing)?,
-                &mut child,
-                &stdin_error,
-            )
+            copy_messages_to_stdout(from_child, &mut child, &stdin_error)
         }
     };
     // On our way out early, dropping the child kills and reaps it.
@@ -186,7 +186,7 @@ fn copy_to_stdout(socket: &Socket, child: &Child) -> anyhow::Result<Copied> {
 
 /// Our stdin, one line per message; with `node`, each line must be one JSON value.
 /// Reports a bad line on `errors` and stops (nothing of it is sent); at EOF half-closes.
-fn send_lines(mut channel: Channel<Vec<u8>>, node: bool, errors: &mpsc::Sender<anyhow::Error>) {
+fn send_lines(mut channel: Sender<Vec<u8>>, node: bool, errors: &mpsc::Sender<anyhow::Error>) {
     for (index, line) in io::stdin().lock().split(b'\n').enumerate() {
         let line = match line {
             Ok(line) => line,
@@ -226,7 +226,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Messages from the child, one per stdout line, until the end of the stream or the
 /// child's exit; stops with the stdin thread's error if it reports one.
 fn copy_messages_to_stdout(
-    mut channel: Channel<Vec<u8>>,
+    mut channel: Receiver<Vec<u8>>,
     child: &mut Child,
     stdin_error: &mpsc::Receiver<anyhow::Error>,
 ) -> anyhow::Result<Copied> {

@@ -6,9 +6,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
+
+use crate::sys::poll::{Events, poll_until};
 
 /// A child process: its pid, its exit status once reaped, and the pipes to its stdio
 /// that the `Command` asked for (as in [`std::process::Child`]).
@@ -106,21 +107,9 @@ impl Child {
         let pidfd = rustix::process::pidfd_open(self.pid, PidfdFlags::empty())?;
         // No deadline at all if `timeout` reaches past what an `Instant` can hold.
         let deadline = Instant::now().checked_add(timeout);
-        loop {
-            let left = deadline.map_or(Duration::MAX, |deadline| {
-                deadline.saturating_duration_since(Instant::now())
-            });
-            let left = Timespec::try_from(left).unwrap_or(Timespec {
-                tv_sec: i64::MAX,
-                tv_nsec: 0,
-            });
-            let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
-            match rustix::event::poll(&mut fds, Some(&left)) {
-                Ok(0) => return Ok(None),
-                Ok(_) => return self.try_wait(),
-                Err(Errno::INTR) => continue,
-                Err(err) => return Err(err.into()),
-            }
+        match poll_until(&pidfd, Events::IN, deadline)? {
+            true => self.try_wait(),
+            false => Ok(None),
         }
     }
 

@@ -9,8 +9,12 @@ use std::io;
 pub enum ErrorKind {
     /// A system call failed; the error's `source()` is the `io::Error`.
     Io,
-    /// A timeout set on the channel passed before the frame was complete.
+    /// A timeout set on the channel passed before the frame was complete; the message
+    /// says which and how long it was.
     TimedOut,
+    /// The socket is non-blocking and not ready: nothing of the message was taken, or,
+    /// for a send, the rest of its frame goes out with the next send or flush.
+    WouldBlock,
     /// A frame announced or reached more bytes than the channel's `max_frame_len`; it
     /// was refused before anything was allocated for it.
     TooLarge,
@@ -25,14 +29,16 @@ pub enum ErrorKind {
     /// Descriptors arrived where no frame starts, or not all of them arrived.
     Fds,
     /// An earlier error left the channel in an unknown place in the stream: it no longer
-    /// sends or receives, rather than resynchronise on garbage.
+    /// receives, rather than resynchronise on garbage.
     Unusable,
 }
 
 /// An error of the protocol layer ([`Channel`](crate::Channel), framing, messages).
 ///
 /// System-call errors keep their `io::Error` as the [`source`](std::error::Error::source)
-/// (and come back out unchanged through `From<Error> for io::Error`).
+/// (and come back out unchanged through `From<Error> for io::Error`). `Display` shows the
+/// message alone, so that error-chain printers (`{:#}` of anyhow, say) show each cause
+/// once: "receive failed: Connection reset by peer (os error 104)".
 #[derive(Debug)]
 pub struct Error(Box<Inner>);
 
@@ -55,8 +61,8 @@ impl Error {
         }))
     }
 
-    /// An error of `kind` that says `message`, caused by `source` (shown after the
-    /// message, and returned by [`source`](std::error::Error::source)).
+    /// An error of `kind` that says `message`, caused by `source` (returned by
+    /// [`source`](std::error::Error::source), and not repeated by `Display`).
     pub fn with_source(
         kind: ErrorKind,
         message: impl Into<String>,
@@ -77,11 +83,7 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.message)?;
-        if let Some(source) = &self.0.source {
-            write!(f, ": {source}")?;
-        }
-        Ok(())
+        f.write_str(&self.0.message)
     }
 }
 
@@ -99,9 +101,12 @@ impl From<io::Error> for Error {
                 "end of stream inside a frame",
                 err,
             ),
-            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-                Error::with_source(ErrorKind::TimedOut, "timed out", err)
-            }
+            io::ErrorKind::TimedOut => Error::with_source(ErrorKind::TimedOut, "timed out", err),
+            io::ErrorKind::WouldBlock => Error::with_source(
+                ErrorKind::WouldBlock,
+                "the socket is non-blocking and not ready",
+                err,
+            ),
             _ => Error::with_source(ErrorKind::Io, "I/O error", err),
         }
     }
@@ -121,6 +126,7 @@ impl From<Error> for io::Error {
                 };
             }
             ErrorKind::TimedOut => io::ErrorKind::TimedOut,
+            ErrorKind::WouldBlock => io::ErrorKind::WouldBlock,
             ErrorKind::UnexpectedEof => io::ErrorKind::UnexpectedEof,
             ErrorKind::Encode => io::ErrorKind::InvalidInput,
             ErrorKind::TooLarge

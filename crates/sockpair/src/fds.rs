@@ -7,24 +7,13 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
 use crate::socket::Socket;
+use crate::sys;
+pub use crate::sys::recvmsg::MAX_FDS_PER_MESSAGE;
+use crate::sys::recvmsg::{Received, Recv};
 use crate::types::Type;
-
-/// The most descriptors one message can carry: the kernel's `SCM_MAX_FD` (253 on
-/// Linux). [`Socket::send_with_fds`] refuses more before calling the kernel.
-pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
 /// Room for a full `SCM_RIGHTS` message.
 const SEND_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS_PER_MESSAGE));
-
-/// What one `recvmsg` brought.
-#[derive(Debug)]
-pub(crate) struct Received {
-    pub bytes: usize,
-    /// The record was longer than the buffer; the rest is lost (`MSG_TRUNC`).
-    pub truncated: bool,
-    /// Some control message came with it (with `SO_TIMESTAMP`, every record has one).
-    pub control_seen: bool,
-}
 
 impl Socket {
     /// Sends `buf` with descriptors attached (`sendmsg` with `SCM_RIGHTS`, `MSG_NOSIGNAL`).
@@ -130,17 +119,47 @@ impl Socket {
     #[doc(alias = "SCM_RIGHTS")]
     #[doc(alias = "recvmsg")]
     pub fn recv_with_fds(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {
-        Ok(crate::sys::recvmsg::recvmsg(self, buf, fds, 0, false)?.bytes)
+        let received = sys::recvmsg::recvmsg(self, buf, fds, Recv::default())?;
+        if received.fds_lost {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "control message truncated (MSG_CTRUNC); the descriptors that arrived were closed",
+            ));
+        }
+        Ok(received.bytes)
     }
 
-    /// `recvmsg` into `buf` with `MSG_CMSG_CLOEXEC` and `flags` (`MSG_DONTWAIT`),
-    /// appending received descriptors to `fds`, with room for a timestamp too.
-    pub(crate) fn recv_msg(
+    /// `recvmsg` into `buf` as `how` says, appending received descriptors to `fds`; a
+    /// truncated control message is reported, not an error.
+    pub(crate) fn recv_into(
         &self,
         buf: &mut [u8],
         fds: &mut Vec<OwnedFd>,
-        flags: i32,
+        how: Recv,
     ) -> io::Result<Received> {
-        crate::sys::recvmsg::recvmsg(self, buf, fds, flags, true)
+        sys::recvmsg::recvmsg(self, buf, fds, how)
+    }
+
+    /// [`recv_into`](Socket::recv_into) the spare capacity of `vec`, at most `most` bytes.
+    pub(crate) fn recv_append(
+        &self,
+        vec: &mut Vec<u8>,
+        most: usize,
+        fds: &mut Vec<OwnedFd>,
+        how: Recv,
+    ) -> io::Result<Received> {
+        sys::recvmsg::recvmsg_append(self, vec, most, fds, how)
+    }
+
+    /// Whether this socket accepts descriptors (`SO_PASSRIGHTS`); `None` before Linux
+    /// 6.16, where every socket does.
+    pub(crate) fn pass_rights(&self) -> io::Result<Option<bool>> {
+        sys::pass_rights(self)
+    }
+
+    /// Makes this socket accept or refuse descriptors (`SO_PASSRIGHTS`); `ENOPROTOOPT`
+    /// before Linux 6.16.
+    pub(crate) fn set_pass_rights(&self, accept: bool) -> io::Result<()> {
+        sys::set_pass_rights(self, accept)
     }
 }

@@ -73,20 +73,19 @@ mod cred;
 mod error;
 mod fds;
 pub mod frame;
-mod memfd;
 mod message;
 mod socket;
 mod spawn;
 mod sys;
 mod types;
 
-pub use channel::Channel;
+pub use channel::{Channel, Messages, Receiver, Sender};
 pub use child::Child;
 pub use cred::PeerCred;
 pub use error::{Error, ErrorKind};
 pub use fds::MAX_FDS_PER_MESSAGE;
 pub use frame::Framing;
-pub use message::Message;
+pub use message::{Decode, Encode, Message};
 #[cfg(feature = "serde")]
 pub use message::{Json, Postcard};
 pub use socket::{Socket, pair, pair_with};

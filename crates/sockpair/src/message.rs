@@ -1,33 +1,31 @@
-//! [`Message`]: what a [`Channel`](crate::Channel) carries, and how it becomes a frame.
+//! What a [`Channel`](crate::Channel) carries: [`Encode`] turns a value into a frame's
+//! payload, [`Decode`] a payload back into a value.
 
 use crate::error::{Error, ErrorKind};
 
-/// A value that travels as one frame.
+/// A value that can be sent as one frame's payload. It may be unsized: a
+/// `Channel<Vec<u8>>` sends a `&[u8]` and a `Channel<String>` a `&str` without a copy.
 ///
-/// Implemented for raw bytes (`Vec<u8>`), UTF-8 text (`String`), and, with the `serde`
-/// feature, for `Json<T>` and `Postcard<T>` of any serde type. Implement it for a
-/// format of your own:
+/// Implemented for bytes (`[u8]`, `Vec<u8>`), UTF-8 text (`str`, `String`), and, with
+/// the `serde` feature, for `Json<T>` and `Postcard<T>` of any serde type. Implement it
+/// (and [`Decode`]) for a format of your own:
 ///
 /// ```
-/// use sockpair::{pair, Channel, Error, ErrorKind, Message, Type};
+/// use sockpair::{pair, Channel, Decode, Encode, Error, ErrorKind, Type};
 ///
 /// /// A counter, sent as 8 bytes big-endian.
 /// #[derive(Debug, PartialEq)]
 /// struct Count(u64);
 ///
-/// impl Message for Count {
+/// impl Encode for Count {
 ///     fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
 ///         scratch.extend_from_slice(&self.0.to_be_bytes());
 ///         Ok(scratch)
 ///     }
+/// }
 ///
-///     fn decode(payload: Vec<u8>) -> Result<Self, Error> {
-///         Self::decode_lent(&payload)
-///     }
-///
-///     // Small messages are lent from the channel's buffer: parsing them from the
-///     // slice saves allocating a `Vec` for each.
-///     fn decode_lent(payload: &[u8]) -> Result<Self, Error> {
+/// impl Decode for Count {
+///     fn decode(payload: &[u8]) -> Result<Self, Error> {
 ///         let bytes = payload
 ///             .try_into()
 ///             .map_err(|_| Error::new(ErrorKind::Decode, "a count is 8 bytes"))?;
@@ -41,7 +39,7 @@ use crate::error::{Error, ErrorKind};
 /// assert_eq!(b.recv()?, Some(Count(7)));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub trait Message: Sized {
+pub trait Encode {
     /// The frame's payload for `self`: borrowed from `self` when it already is bytes,
     /// else written into `scratch` (which is empty, and reused between messages).
     ///
@@ -49,42 +47,78 @@ pub trait Message: Sized {
     ///
     /// [`ErrorKind::Encode`] if `self` cannot be encoded.
     fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error>;
+}
 
-    /// The value carried by a frame's payload (owned, so bytes can be kept without a copy).
+/// A value that can be received from one frame's payload.
+pub trait Decode: Sized {
+    /// The value carried by `payload`, which is lent from the channel's receive buffer
+    /// for small messages (parse it from the slice: no allocation needed).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::Decode`] if the payload is not a valid encoding.
-    fn decode(payload: Vec<u8>) -> Result<Self, Error>;
+    fn decode(payload: &[u8]) -> Result<Self, Error>;
 
-    /// The value carried by a payload lent from the channel's receive buffer, as small
-    /// messages are. The default copies it into a `Vec` for [`decode`](Message::decode);
-    /// a format that parses from a slice overrides it and saves that allocation.
+    /// The value carried by a payload that is a buffer of its own (large messages): a
+    /// format that can keep the bytes overrides it and saves a copy. The default
+    /// decodes the slice.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::Decode`] if the payload is not a valid encoding.
-    fn decode_lent(payload: &[u8]) -> Result<Self, Error> {
-        Self::decode(payload.to_vec())
+    /// As [`decode`](Decode::decode).
+    fn decode_owned(payload: Vec<u8>) -> Result<Self, Error> {
+        Self::decode(&payload)
     }
 }
 
-impl Message for Vec<u8> {
+/// Both sides: what a `Channel<T>` both sends and receives. Implemented for every type
+/// that is [`Encode`] and [`Decode`].
+pub trait Message: Encode + Decode {}
+
+impl<T: Encode + Decode> Message for T {}
+
+impl Encode for [u8] {
     fn encode<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
         Ok(self)
     }
+}
 
-    fn decode(payload: Vec<u8>) -> Result<Self, Error> {
+impl Encode for Vec<u8> {
+    fn encode<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        Ok(self)
+    }
+}
+
+impl Decode for Vec<u8> {
+    fn decode(payload: &[u8]) -> Result<Self, Error> {
+        Ok(payload.to_vec())
+    }
+
+    fn decode_owned(payload: Vec<u8>) -> Result<Self, Error> {
         Ok(payload)
     }
 }
 
-impl Message for String {
+impl Encode for str {
     fn encode<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
         Ok(self.as_bytes())
     }
+}
 
-    fn decode(payload: Vec<u8>) -> Result<Self, Error> {
+impl Encode for String {
+    fn encode<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        Ok(self.as_bytes())
+    }
+}
+
+impl Decode for String {
+    fn decode(payload: &[u8]) -> Result<Self, Error> {
+        std::str::from_utf8(payload)
+            .map(str::to_owned)
+            .map_err(|err| Error::with_source(ErrorKind::Decode, "the frame is not UTF-8", err))
+    }
+
+    fn decode_owned(payload: Vec<u8>) -> Result<Self, Error> {
         String::from_utf8(payload)
             .map_err(|err| Error::with_source(ErrorKind::Decode, "the frame is not UTF-8", err))
     }
@@ -98,18 +132,17 @@ impl Message for String {
 pub struct Json<T>(pub T);
 
 #[cfg(feature = "serde")]
-impl<T: serde::Serialize + serde::de::DeserializeOwned> Message for Json<T> {
+impl<T: serde::Serialize> Encode for Json<T> {
     fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
         serde_json::to_writer(&mut *scratch, &self.0)
             .map_err(|err| Error::with_source(ErrorKind::Encode, "JSON encoding failed", err))?;
         Ok(scratch)
     }
+}
 
-    fn decode(payload: Vec<u8>) -> Result<Self, Error> {
-        Self::decode_lent(&payload)
-    }
-
-    fn decode_lent(payload: &[u8]) -> Result<Self, Error> {
+#[cfg(feature = "serde")]
+impl<T: serde::de::DeserializeOwned> Decode for Json<T> {
+    fn decode(payload: &[u8]) -> Result<Self, Error> {
         serde_json::from_slice(payload).map(Json).map_err(|err| {
             Error::with_source(
                 ErrorKind::Decode,
@@ -126,7 +159,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Message for Json<T> {
 pub struct Postcard<T>(pub T);
 
 #[cfg(feature = "serde")]
-impl<T: serde::Serialize + serde::de::DeserializeOwned> Message for Postcard<T> {
+impl<T: serde::Serialize> Encode for Postcard<T> {
     fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
         let encoded = postcard::to_extend(&self.0, std::mem::take(scratch)).map_err(|err| {
             Error::with_source(ErrorKind::Encode, "postcard encoding failed", err)
@@ -134,12 +167,11 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Message for Postcard<T> 
         *scratch = encoded;
         Ok(scratch)
     }
+}
 
-    fn decode(payload: Vec<u8>) -> Result<Self, Error> {
-        Self::decode_lent(&payload)
-    }
-
-    fn decode_lent(payload: &[u8]) -> Result<Self, Error> {
+#[cfg(feature = "serde")]
+impl<T: serde::de::DeserializeOwned> Decode for Postcard<T> {
+    fn decode(payload: &[u8]) -> Result<Self, Error> {
         postcard::from_bytes(payload).map(Postcard).map_err(|err| {
             Error::with_source(
                 ErrorKind::Decode,

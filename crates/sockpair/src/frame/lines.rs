@@ -24,9 +24,9 @@ pub fn check_line(payload: &[u8]) -> Result<(), Error> {
     }
 }
 
-/// The position of the first newline in `bytes`.
+/// The position of the first newline in `bytes` (SIMD search, `memchr`).
 pub fn memchr(bytes: &[u8]) -> Option<usize> {
-    bytes.iter().position(|&b| b == NEWLINE)
+    memchr::memchr(NEWLINE, bytes)
 }
 
 #[cfg(test)]

@@ -8,7 +8,9 @@
 //!
 //! A frame longer than the reader's `max_frame_len` is refused **before** anything is
 //! allocated for it, and the reader is then unusable: after a bad length nothing in the
-//! stream can be trusted to be a frame boundary.
+//! stream can be trusted to be a frame boundary. A frame within the limit is given
+//! memory as its bytes arrive, never for what its header merely claims, and an
+//! allocation that fails is an error, not an abort.
 
 pub(crate) mod length;
 pub(crate) mod lines;
@@ -32,14 +34,14 @@ pub enum Framing {
     /// One payload per line, ended by `\n`; a payload cannot contain `\n`. What Node's
     /// `json` IPC mode writes.
     Lines,
-    /// One payload per seqpacket or datagram record: the kernel keeps the boundaries and
-    /// no header is needed. Only for sockets of those types.
-    Records,
 }
 
 /// Payloads up to this size are assembled in the reader's buffer; larger ones are read
-/// straight into a buffer of their exact size.
+/// straight into a buffer of their own.
 const ASSEMBLE_IN_BUFFER: usize = 16 * 1024;
+
+/// The first allocation for a large payload: at most this much before its bytes come.
+const FIRST_GROWTH: usize = 1 << 20;
 
 /// A frame cut from the stream, with the stream offsets of its first byte and of the
 /// byte after it (to match it with descriptors that arrived meanwhile).
@@ -70,7 +72,8 @@ impl Payload {
     }
 }
 
-/// A large payload being read into its own buffer, allocated once at its exact size.
+/// A large payload being read into its own buffer, which grows as its bytes arrive (to
+/// at most `total`, so it ends at its exact size).
 #[derive(Debug)]
 struct Partial {
     /// The bytes received so far are `payload[..received]`; `payload.len()` may run
@@ -96,13 +99,15 @@ pub(crate) struct Decoder {
     end: usize,
     /// Stream offset of `buf[start]`.
     consumed: u64,
+    /// How many bytes from `start` on are known to hold no newline (lines only), so
+    /// that a long line is searched once, not again with every read.
+    scanned: usize,
     partial: Option<Partial>,
     broken: bool,
 }
 
 impl Decoder {
     pub(crate) fn new(framing: Framing) -> Decoder {
-        debug_assert!(framing != Framing::Records, "records need no decoder");
         Decoder {
             framing,
             max: DEFAULT_MAX_FRAME_LEN,
@@ -110,9 +115,15 @@ impl Decoder {
             start: 0,
             end: 0,
             consumed: 0,
+            scanned: 0,
             partial: None,
             broken: false,
         }
+    }
+
+    /// The framing decoded.
+    pub(crate) fn framing(&self) -> Framing {
+        self.framing
     }
 
     pub(crate) fn set_max(&mut self, max: usize) {
@@ -155,15 +166,20 @@ impl Decoder {
         }
         let unread = &self.buf[self.start..self.end];
         let (skip, len, after) = match self.framing {
-            Framing::Lines => match lines::memchr(unread) {
-                Some(len) if len > self.max => return Err(too_large(len as u64, self.max, "line")),
-                Some(len) => (0, len, 1),
+            Framing::Lines => match lines::memchr(&unread[self.scanned..]) {
+                Some(at) if self.scanned + at > self.max => {
+                    return Err(too_large((self.scanned + at) as u64, self.max, "line"));
+                }
+                Some(at) => (0, self.scanned + at, 1),
                 None if unread.len() > self.max => {
                     return Err(too_large(unread.len() as u64, self.max, "line"));
                 }
-                None => return Ok(None),
+                None => {
+                    self.scanned = unread.len();
+                    return Ok(None);
+                }
             },
-            _ => match length::decode_header(unread)? {
+            Framing::Length => match length::decode_header(unread)? {
                 None => return Ok(None),
                 Some((_, len)) if len > self.max as u64 => {
                     return Err(too_large(len, self.max, "frame"));
@@ -171,7 +187,7 @@ impl Decoder {
                 Some((header, len)) => {
                     let len = len as usize;
                     if unread.len() - header < len && len > ASSEMBLE_IN_BUFFER {
-                        self.start_partial(header, len);
+                        self.start_partial(header, len)?;
                         return Ok(None);
                     }
                     (header, len, 0)
@@ -190,13 +206,15 @@ impl Decoder {
         };
         self.start += used;
         self.consumed += used as u64;
+        self.scanned = 0;
         Ok(Some(frame))
     }
 
-    /// Moves the buffered start of a large payload into a buffer of its exact size.
-    fn start_partial(&mut self, header: usize, len: usize) {
+    /// Moves the buffered start of a large payload into a buffer of its own.
+    fn start_partial(&mut self, header: usize, len: usize) -> Result<(), Error> {
         let begun = &self.buf[self.start + header..self.end];
-        let mut payload = Vec::with_capacity(len);
+        let mut payload = Vec::new();
+        grow(&mut payload, len)?;
         payload.extend_from_slice(begun);
         self.partial = Some(Partial {
             received: begun.len(),
@@ -207,16 +225,23 @@ impl Decoder {
         });
         self.consumed += (self.end - self.start) as u64;
         self.start = self.end;
+        Ok(())
     }
 
     /// Where the next bytes of the stream should be read to (never empty).
-    pub(crate) fn spare(&mut self) -> &mut [u8] {
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TooLarge`] if memory for a large frame cannot be had.
+    pub(crate) fn spare(&mut self) -> Result<&mut [u8], Error> {
         if let Some(partial) = &mut self.partial {
             // Zeroed space for a `Read`, a chunk at a time (`filled` trims what stays
             // unread); `partial_payload` avoids the zeroing where the reader allows.
-            let chunk = (partial.total - partial.received).min(1 << 20);
+            grow(&mut partial.payload, partial.total)?;
+            let room = partial.payload.capacity() - partial.received;
+            let chunk = (partial.total - partial.received).min(room).min(1 << 20);
             partial.payload.resize(partial.received + chunk, 0);
-            return &mut partial.payload[partial.received..];
+            return Ok(&mut partial.payload[partial.received..]);
         }
         if self.start == self.end {
             self.start = 0;
@@ -236,13 +261,18 @@ impl Decoder {
                     Framing::Lines => {
                         ASSEMBLE_IN_BUFFER.max(self.max.saturating_add(length::MAX_HEADER + 1))
                     }
-                    _ => ASSEMBLE_IN_BUFFER + length::MAX_HEADER,
+                    Framing::Length => ASSEMBLE_IN_BUFFER + length::MAX_HEADER,
                 };
-                let grown = (self.buf.len() * 2).clamp(ASSEMBLE_IN_BUFFER, most);
-                self.buf.resize(grown.max(self.buf.len() + 1), 0);
+                let grown = (self.buf.len() * 2)
+                    .clamp(ASSEMBLE_IN_BUFFER, most)
+                    .max(self.buf.len() + 1);
+                self.buf
+                    .try_reserve_exact(grown - self.buf.len())
+                    .map_err(|_| out_of_memory(grown))?;
+                self.buf.resize(grown, 0);
             }
         }
-        &mut self.buf[self.end..]
+        Ok(&mut self.buf[self.end..])
     }
 
     /// The buffer that [`Payload::Lent`] ranges point into.
@@ -262,19 +292,20 @@ impl Decoder {
     }
 
     /// The large payload being read, if any, holding exactly the bytes received so
-    /// far, and how many more it needs: a reader that can read into uninitialised
-    /// capacity appends to it directly, then calls [`appended`](Decoder::appended).
-    pub(crate) fn partial_payload(&mut self) -> Option<(&mut Vec<u8>, usize)> {
-        let partial = self.partial.as_mut()?;
+    /// far and spare capacity for more, and how many more it needs: a reader that can
+    /// read into uninitialised capacity appends to it directly, then calls
+    /// [`filled`](Decoder::filled).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TooLarge`] if memory for the frame cannot be had.
+    pub(crate) fn partial_payload(&mut self) -> Result<Option<(&mut Vec<u8>, usize)>, Error> {
+        let Some(partial) = self.partial.as_mut() else {
+            return Ok(None);
+        };
         partial.payload.truncate(partial.received);
-        Some((&mut partial.payload, partial.total - partial.received))
-    }
-
-    /// Records bytes appended to [`partial_payload`](Decoder::partial_payload).
-    pub(crate) fn appended(&mut self) {
-        if let Some(partial) = &mut self.partial {
-            partial.received = partial.payload.len();
-        }
+        grow(&mut partial.payload, partial.total)?;
+        Ok(Some((&mut partial.payload, partial.total - partial.received)))
     }
 
     /// The stream offset the next read lands at.
@@ -287,8 +318,11 @@ impl Decoder {
 
     /// The stream ended: fine between frames, an error inside one.
     pub(crate) fn eof(&mut self) -> Result<(), Error> {
+        // The bytes of the unfinished frame that did arrive, its header included.
         let inside = match &self.partial {
-            Some(partial) => partial.received as u64 + 1,
+            Some(partial) => {
+                partial.payload_offset - partial.frame_offset + partial.received as u64
+            }
             None => (self.end - self.start) as u64,
         };
         if inside == 0 {
@@ -300,6 +334,25 @@ impl Decoder {
             format!("the stream ended inside a frame, {inside} byte(s) into it"),
         ))
     }
+}
+
+/// Makes room in `payload` for more of a frame of `total` bytes: doubling from
+/// [`FIRST_GROWTH`], never past `total`, and only when it is full.
+fn grow(payload: &mut Vec<u8>, total: usize) -> Result<(), Error> {
+    if payload.capacity() > payload.len() || payload.len() >= total {
+        return Ok(());
+    }
+    let target = (payload.len() * 2).max(FIRST_GROWTH).min(total);
+    payload
+        .try_reserve_exact(target - payload.len())
+        .map_err(|_| out_of_memory(target))
+}
+
+fn out_of_memory(bytes: usize) -> Error {
+    Error::new(
+        ErrorKind::TooLarge,
+        format!("no memory for a frame of {bytes} bytes"),
+    )
 }
 
 fn too_large(len: u64, max: usize, what: &str) -> Error {
@@ -328,7 +381,6 @@ pub(crate) fn frame_parts<'a>(
             lines::check_line(payload)?;
             Ok([&[], payload, &[lines::NEWLINE]])
         }
-        Framing::Records => Ok([&[], payload, &[]]),
     }
 }
 
@@ -337,15 +389,8 @@ pub(crate) fn frame_parts<'a>(
 ///
 /// # Errors
 ///
-/// [`ErrorKind::Encode`] for a line with a newline in it or for [`Framing::Records`]
-/// (records need a socket); otherwise the writer's error.
+/// [`ErrorKind::Encode`] for a line with a newline in it; otherwise the writer's error.
 pub fn write_frame(writer: &mut impl Write, framing: Framing, payload: &[u8]) -> Result<(), Error> {
-    if framing == Framing::Records {
-        return Err(Error::new(
-            ErrorKind::Encode,
-            "record framing needs a seqpacket or datagram socket",
-        ));
-    }
     let mut header = [0; length::MAX_HEADER];
     let parts = frame_parts(framing, payload, &mut header)?;
     let mut slices = parts.map(IoSlice::new);
@@ -384,16 +429,8 @@ pub struct FrameReader<R> {
 }
 
 impl<R: Read> FrameReader<R> {
-    /// A reader of `framing` frames ([`Framing::Length`] or [`Framing::Lines`]).
-    ///
-    /// # Panics
-    ///
-    /// For [`Framing::Records`], which needs a socket ([`Channel`](crate::Channel)).
+    /// A reader of `framing` frames.
     pub fn new(reader: R, framing: Framing) -> FrameReader<R> {
-        assert!(
-            framing != Framing::Records,
-            "record framing needs a seqpacket or datagram socket"
-        );
         FrameReader {
             reader,
             decoder: Decoder::new(framing),
@@ -418,7 +455,7 @@ impl<R: Read> FrameReader<R> {
             if let Some(frame) = self.decoder.next_frame()? {
                 return Ok(Some(frame.payload.into_vec(self.decoder.buffer())));
             }
-            match self.reader.read(self.decoder.spare()) {
+            match self.reader.read(self.decoder.spare()?) {
                 Ok(0) => return self.decoder.eof().map(|()| None),
                 Ok(n) => self.decoder.filled(n),
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}

@@ -13,6 +13,7 @@
 
 pub(crate) mod fork;
 mod inherited;
+pub(crate) mod poll;
 pub(crate) mod recvmsg;
 pub(crate) mod spawn;
 

@@ -3,36 +3,62 @@
 //! of a small round trip; a socket pair has no address worth asking for.
 
 use std::io;
-use std::mem::size_of;
+use std::mem::{MaybeUninit, size_of};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
 
-use crate::fds::{MAX_FDS_PER_MESSAGE, Received};
+/// The most descriptors one message can carry: the kernel's `SCM_MAX_FD` (253 on
+/// Linux). [`Socket::send_with_fds`](crate::Socket::send_with_fds) refuses more before
+/// calling the kernel.
+pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
 /// Control space in 8-byte words: a full `SCM_RIGHTS` message and a timestamp, with room.
 const CONTROL_WORDS: usize = 160;
 
-/// `recvmsg(fd, [buf], flags | MSG_CMSG_CLOEXEC)` without an address. Descriptors that
-/// arrive are appended to `fds`; `room_for_timestamp` says whether the control buffer
-/// also has room for `SCM_TIMESTAMP` (else it is sized for `SCM_RIGHTS` alone).
+/// What the kernel may write: `CMSG_SPACE(253 fds) + CMSG_SPACE(timeval)`, with the
+/// 8-byte alignment of 64-bit Linux (`CMSG_SPACE(n)` is `16 + n` rounded up to 8).
+const CONTROL_LEN: usize =
+    (16 + MAX_FDS_PER_MESSAGE * size_of::<RawFd>()).next_multiple_of(8) + 16 + 16;
+
+// The control buffer holds everything the kernel may write into it, by construction.
+const _: () = assert!(CONTROL_LEN <= CONTROL_WORDS * 8);
+
+/// What one `recvmsg` brought.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Received {
+    /// Bytes placed in the buffer.
+    pub bytes: usize,
+    /// For [`Recv::record_len`]: the record's real length, which is more than `bytes`
+    /// when the record did not fit (`MSG_TRUNC`: the rest is lost).
+    pub len: usize,
+    /// Some descriptors did not arrive (`MSG_CTRUNC`: the process was out of
+    /// descriptors, or foreign control messages crowded them out). Those that did arrive
+    /// were closed: a partial set is never handed out.
+    pub fds_lost: bool,
+    /// Some control message came with it (with `SO_TIMESTAMP`, every record has one).
+    pub control_seen: bool,
+}
+
+/// How to receive: the flags as typed choices, so that what the kernel returns always
+/// fits the buffer that was given.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Recv {
+    /// `MSG_DONTWAIT`.
+    pub nonblocking: bool,
+    /// `MSG_TRUNC`: report a record's real length in [`Received::len`].
+    pub record_len: bool,
+}
+
+/// `recvmsg(fd, [buf], MSG_CMSG_CLOEXEC | how)` without an address. Descriptors that
+/// arrive are appended to `fds`.
 pub(crate) fn recvmsg(
     socket: impl AsFd,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
-    flags: i32,
-    room_for_timestamp: bool,
+    how: Recv,
 ) -> io::Result<Received> {
     // SAFETY: `buf` is valid for writes of its length.
-    unsafe {
-        recvmsg_raw(
-            socket,
-            buf.as_mut_ptr(),
-            buf.len(),
-            fds,
-            flags,
-            room_for_timestamp,
-        )
-    }
+    unsafe { recvmsg_raw(socket, buf.as_mut_ptr(), buf.len(), fds, how) }
 }
 
 /// [`recvmsg`] into the spare capacity of `vec`, at most `most` bytes (within the
@@ -42,15 +68,14 @@ pub(crate) fn recvmsg_append(
     vec: &mut Vec<u8>,
     most: usize,
     fds: &mut Vec<OwnedFd>,
-    flags: i32,
+    how: Recv,
 ) -> io::Result<Received> {
     let spare = vec.spare_capacity_mut();
     let len = most.min(spare.len());
     // SAFETY: the spare capacity is valid for writes of `len` bytes.
-    let received =
-        unsafe { recvmsg_raw(socket, spare.as_mut_ptr().cast(), len, fds, flags, true)? };
-    // SAFETY: the kernel initialised the first `received.bytes` (<= len) bytes after
-    // the old length.
+    let received = unsafe { recvmsg_raw(socket, spare.as_mut_ptr().cast(), len, fds, how)? };
+    // SAFETY: `recvmsg_raw` reports in `bytes` at most `len` bytes, all of which the
+    // kernel initialised, right after the old length.
     unsafe { vec.set_len(vec.len() + received.bytes) };
     Ok(received)
 }
@@ -63,18 +88,10 @@ unsafe fn recvmsg_raw(
     buf: *mut u8,
     len: usize,
     fds: &mut Vec<OwnedFd>,
-    flags: i32,
-    room_for_timestamp: bool,
+    how: Recv,
 ) -> io::Result<Received> {
     // Uninitialised: the kernel writes what it reports, and only that is read.
-    let mut control = [std::mem::MaybeUninit::<u64>::uninit(); CONTROL_WORDS];
-    // SAFETY: CMSG_SPACE only computes sizes.
-    let rights =
-        unsafe { libc::CMSG_SPACE((MAX_FDS_PER_MESSAGE * size_of::<RawFd>()) as u32) } as usize;
-    // SAFETY: as above.
-    let timestamp = unsafe { libc::CMSG_SPACE(size_of::<libc::timeval>() as u32) } as usize;
-    let control_len = rights + if room_for_timestamp { timestamp } else { 0 };
-    debug_assert!(control_len <= size_of::<[u64; CONTROL_WORDS]>());
+    let mut control = [MaybeUninit::<u64>::uninit(); CONTROL_WORDS];
     let mut iov = libc::iovec {
         iov_base: buf.cast(),
         iov_len: len,
@@ -84,16 +101,13 @@ unsafe fn recvmsg_raw(
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = control_len as _;
+    msg.msg_controllen = CONTROL_LEN as _;
+    let flags = libc::MSG_CMSG_CLOEXEC
+        | if how.nonblocking { libc::MSG_DONTWAIT } else { 0 }
+        | if how.record_len { libc::MSG_TRUNC } else { 0 };
     // SAFETY: `msg` points to one iovec over `buf` (writable for `len` bytes, as the
-    // caller promises) and to `control_len` bytes of `control`; the fd is borrowed.
-    let n = unsafe {
-        libc::recvmsg(
-            socket.as_fd().as_raw_fd(),
-            &mut msg,
-            flags | libc::MSG_CMSG_CLOEXEC,
-        )
-    };
+    // caller promises) and to `CONTROL_LEN` bytes of `control`; the fd is borrowed.
+    let n = unsafe { libc::recvmsg(socket.as_fd().as_raw_fd(), &mut msg, flags) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -121,16 +135,17 @@ unsafe fn recvmsg_raw(
         // SAFETY: as for CMSG_FIRSTHDR.
         header = unsafe { libc::CMSG_NXTHDR(&msg, header) };
     }
-    if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+    let fds_lost = msg.msg_flags & libc::MSG_CTRUNC != 0;
+    if fds_lost {
         fds.truncate(before); // closes what did arrive
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "control message truncated (MSG_CTRUNC); the descriptors that arrived were closed",
-        ));
     }
+    let n = n as usize;
     Ok(Received {
-        bytes: n as usize,
-        truncated: msg.msg_flags & libc::MSG_TRUNC != 0,
+        // With MSG_TRUNC a record's real length can exceed the buffer: never report
+        // more bytes placed than the buffer holds.
+        bytes: n.min(len),
+        len: n,
+        fds_lost,
         control_seen,
     })
 }

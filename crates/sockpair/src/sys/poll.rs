@@ -1,0 +1,32 @@
+//! Waiting for a descriptor with a deadline, the one loop the channel and `Child` share.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::io::Errno;
+
+pub(crate) use rustix::event::PollFlags as Events;
+
+/// Waits until `fd` is ready for `events` (or has an error or hang-up), or until
+/// `deadline` (`None`: no deadline). Returns `false` if the deadline passed first. A
+/// signal that interrupts the wait does not end it: the time left is recomputed.
+pub(crate) fn poll_until(fd: impl AsFd, events: PollFlags, deadline: Option<Instant>) -> io::Result<bool> {
+    loop {
+        let timeout = deadline.map(|deadline| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            Timespec::try_from(left).unwrap_or(Timespec {
+                tv_sec: i64::MAX,
+                tv_nsec: 0,
+            })
+        });
+        let mut fds = [PollFd::new(&fd, events)];
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
