@@ -145,9 +145,11 @@ fn truncated_control_data_closes_what_arrived_and_is_an_error() {
 #[ignore = "run alone in a fresh process by truncated_control_data_closes_what_arrived_and_is_an_error"]
 fn truncation_inner() {
     let (a, b) = pair(Type::SEQPACKET).unwrap();
-    // Credentials take room in the control buffer too, so a full SCM_MAX_FD message
-    // no longer fits: the kernel installs what fits and sets MSG_CTRUNC.
+    // Credentials and a timestamp take room in the control buffer too, so a full
+    // SCM_MAX_FD message no longer fits: the kernel installs what fits and sets
+    // MSG_CTRUNC.
     rustix::net::sockopt::set_socket_passcred(&b, true).unwrap();
+    crate::util::set_socket_option(&b, libc::SO_TIMESTAMP, 1);
     let file = tempfile_like();
     a.send_with_fds(b"x", &vec![file.as_fd(); MAX_FDS_PER_MESSAGE])
         .unwrap();

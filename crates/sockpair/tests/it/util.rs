@@ -167,3 +167,18 @@ pub fn kernel_has_pass_rights() -> bool {
     };
     rc == 0
 }
+
+/// `setsockopt(fd, SOL_SOCKET, name, value)` for an int option; panics on failure.
+pub fn set_socket_option(fd: impl AsFd, name: libc::c_int, value: libc::c_int) {
+    // SAFETY: `value` is a readable int of the size given; the fd is borrowed.
+    let rc = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()),
+            libc::SOL_SOCKET,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt {name}: {}", std::io::Error::last_os_error());
+}
