@@ -85,7 +85,7 @@ pub use cred::PeerCred;
 pub use error::{Error, ErrorKind};
 pub use fds::MAX_FDS_PER_MESSAGE;
 pub use frame::Framing;
-pub use message::{Decode, Encode, Message};
+pub use message::{Decode, Encode, EncodeAs, Message};
 #[cfg(feature = "serde")]
 pub use message::{Json, Postcard};
 pub use socket::{Socket, pair, pair_with};

@@ -71,6 +71,30 @@ pub trait Decode: Sized {
     }
 }
 
+/// What a `Channel<Tx>` sends: a `Tx` itself, or a borrowed form of it that encodes the
+/// same, so that nothing is copied to send it: `[u8]` and `[u8; N]` for `Vec<u8>`, `str`
+/// for `String`.
+///
+/// ```
+/// use sockpair::{pair, Channel, Type};
+///
+/// let (a, _b) = pair(Type::STREAM)?;
+/// let mut a: Channel<Vec<u8>> = Channel::new(a)?;
+/// a.send(b"an array")?;
+/// a.send(&b"a slice"[..])?;
+/// a.send(&b"a vec".to_vec())?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub trait EncodeAs<Tx>: Encode {}
+
+impl<T: Encode> EncodeAs<T> for T {}
+
+impl EncodeAs<Vec<u8>> for [u8] {}
+
+impl<const N: usize> EncodeAs<Vec<u8>> for [u8; N] {}
+
+impl EncodeAs<String> for str {}
+
 /// Both sides: what a `Channel<T>` both sends and receives. Implemented for every type
 /// that is [`Encode`] and [`Decode`].
 pub trait Message: Encode + Decode {}
@@ -78,6 +102,12 @@ pub trait Message: Encode + Decode {}
 impl<T: Encode + Decode> Message for T {}
 
 impl Encode for [u8] {
+    fn encode<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        Ok(self)
+    }
+}
+
+impl<const N: usize> Encode for [u8; N] {
     fn encode<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
         Ok(self)
     }

@@ -11,7 +11,6 @@ mod memfd;
 mod records;
 mod stream;
 
-use std::borrow::Borrow;
 use std::fmt;
 use std::io::{self, IoSlice};
 use std::marker::PhantomData;
@@ -25,7 +24,7 @@ use rustix::net::SendFlags;
 use crate::error::{Error, ErrorKind};
 use crate::fds::MAX_FDS_PER_MESSAGE;
 use crate::frame::{DEFAULT_MAX_FRAME_LEN, Framing, Payload, length};
-use crate::message::{Decode, Encode};
+use crate::message::{Decode, Encode, EncodeAs};
 use crate::socket::Socket;
 use crate::sys;
 use crate::sys::poll::{Events, poll_until};
@@ -296,15 +295,14 @@ impl<Tx, Rx> Channel<Tx, Rx> {
 }
 
 impl<Tx: Encode, Rx> Channel<Tx, Rx> {
-    /// Sends one message: a `Tx`, or anything `Tx` borrows as (`&[u8]` for a
-    /// `Channel<Vec<u8>>`, `&str` for a `Channel<String>`); see [`Sender::send`].
+    /// Sends one message: a `Tx`, or a borrowed form of it ([`EncodeAs`]: `&[u8]` or
+    /// `b"..."` for a `Channel<Vec<u8>>`, `&str` for a `Channel<String>`); see
+    /// [`Sender::send`].
     ///
     /// # Errors
     ///
     /// As [`Sender::send`].
-    pub fn send<M: Encode + ?Sized>(&mut self, message: &M) -> Result<(), Error>
-    where
-        Tx: Borrow<M>,
+    pub fn send<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error>
     {
         self.tx.send(message)
     }
@@ -328,13 +326,11 @@ impl<Tx: Encode, Rx> Channel<Tx, Rx> {
     /// # Errors
     ///
     /// As [`Sender::send_with_fds`].
-    pub fn send_with_fds<M: Encode + ?Sized>(
+    pub fn send_with_fds<M: EncodeAs<Tx> + ?Sized>(
         &mut self,
         message: &M,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), Error>
-    where
-        Tx: Borrow<M>,
     {
         self.tx.send_with_fds(message, fds)
     }
@@ -345,12 +341,10 @@ impl<Tx: Encode, Rx> Channel<Tx, Rx> {
     /// # Errors
     ///
     /// As [`Sender::send_batch`].
-    pub fn send_batch<'m, M: Encode + ?Sized + 'm>(
+    pub fn send_batch<'m, M: EncodeAs<Tx> + ?Sized + 'm>(
         &mut self,
         messages: impl IntoIterator<Item = &'m M>,
     ) -> Result<(), Error>
-    where
-        Tx: Borrow<M>,
     {
         self.tx.send_batch(messages)
     }
@@ -439,8 +433,8 @@ impl<Tx> Sender<Tx> {
 }
 
 impl<Tx: Encode> Sender<Tx> {
-    /// Sends one message: a `Tx`, or anything `Tx` borrows as (`&[u8]` for
-    /// `Vec<u8>`, `&str` for `String`), which encodes the same.
+    /// Sends one message: a `Tx`, or a borrowed form of it ([`EncodeAs`]: `&[u8]` or
+    /// `b"..."` for `Vec<u8>`, `&str` for `String`), which encodes the same.
     ///
     /// # Errors
     ///
@@ -448,9 +442,7 @@ impl<Tx: Encode> Sender<Tx> {
     /// [`ErrorKind::TimedOut`] or [`ErrorKind::WouldBlock`] (see
     /// [Never out of step](Channel#never-out-of-step)), or [`ErrorKind::Io`] with the
     /// kernel's error (`EPIPE` once the peer is gone).
-    pub fn send<M: Encode + ?Sized>(&mut self, message: &M) -> Result<(), Error>
-    where
-        Tx: Borrow<M>,
+    pub fn send<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error>
     {
         self.send_with_fds(message, &[])
     }
@@ -463,13 +455,11 @@ impl<Tx: Encode> Sender<Tx> {
     /// As [`send`](Sender::send); also [`ErrorKind::Fds`] for more than
     /// [`MAX_FDS_PER_MESSAGE`](crate::MAX_FDS_PER_MESSAGE) descriptors, or when the
     /// peer's end refuses descriptors (nothing is sent then).
-    pub fn send_with_fds<M: Encode + ?Sized>(
+    pub fn send_with_fds<M: EncodeAs<Tx> + ?Sized>(
         &mut self,
         message: &M,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), Error>
-    where
-        Tx: Borrow<M>,
     {
         if fds.len() > MAX_FDS_PER_MESSAGE {
             return Err(Error::new(
@@ -498,12 +488,10 @@ impl<Tx: Encode> Sender<Tx> {
     /// # Errors
     ///
     /// As [`send`](Sender::send). If one message cannot be encoded, none is sent.
-    pub fn send_batch<'m, M: Encode + ?Sized + 'm>(
+    pub fn send_batch<'m, M: EncodeAs<Tx> + ?Sized + 'm>(
         &mut self,
         messages: impl IntoIterator<Item = &'m M>,
     ) -> Result<(), Error>
-    where
-        Tx: Borrow<M>,
     {
         if matches!(self.core, TxCore::Records) {
             return messages

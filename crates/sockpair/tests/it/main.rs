@@ -1,6 +1,7 @@
 //! Integration tests against the real kernel: real pairs, real processes.
 
 mod channel;
+mod channel_faults;
 mod child_mode;
 mod cred;
 mod fds;
