@@ -72,6 +72,7 @@ mod child;
 mod cred;
 mod error;
 mod fds;
+mod fork;
 pub mod frame;
 mod message;
 mod socket;
@@ -84,13 +85,13 @@ pub use child::Child;
 pub use cred::PeerCred;
 pub use error::{Error, ErrorKind};
 pub use fds::MAX_FDS_PER_MESSAGE;
+pub use fork::{Fork, exit_immediately, fork};
 pub use frame::Framing;
 pub use message::{Decode, Encode, EncodeAs, Message};
 #[cfg(feature = "serde")]
 pub use message::{Json, Postcard};
 pub use socket::{Socket, pair, pair_with};
 pub use spawn::{Convention, Program, SpawnOptions};
-pub use sys::fork::{Fork, exit_immediately, fork};
 pub use types::{Domain, Flags, Protocol, Type};
 
 /// The README's examples, compiled and run as doc tests.

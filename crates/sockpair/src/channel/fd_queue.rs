@@ -89,10 +89,19 @@ mod tests {
     #[test]
     fn a_read_belongs_to_the_frame_that_holds_its_last_byte() {
         // Frames [0, 10), [10, 20), [20, 30).
-        assert!(belongs_to(&(0..10), 10), "a read of exactly the first frame");
-        assert!(!belongs_to(&(0..10), 11), "a read reaching into the second frame");
+        assert!(
+            belongs_to(&(0..10), 10),
+            "a read of exactly the first frame"
+        );
+        assert!(
+            !belongs_to(&(0..10), 11),
+            "a read reaching into the second frame"
+        );
         assert!(belongs_to(&(10..20), 11), "...belongs to the second");
-        assert!(belongs_to(&(10..20), 15), "a read inside a frame: that frame");
+        assert!(
+            belongs_to(&(10..20), 15),
+            "a read inside a frame: that frame"
+        );
         assert!(belongs_to(&(10..20), 20));
         assert!(!belongs_to(&(10..20), 21));
     }

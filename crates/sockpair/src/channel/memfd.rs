@@ -142,7 +142,10 @@ mod tests {
             size,
             stored,
         };
-        assert_eq!(check(facts(SEALS, 10_000, 3 * PAGE), 10_000).unwrap(), 10_000);
+        assert_eq!(
+            check(facts(SEALS, 10_000, 3 * PAGE), 10_000).unwrap(),
+            10_000
+        );
         let err = check(facts(SEALS, 10_001, 3 * PAGE), 10_000).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooLarge);
         assert!(err.to_string().contains("10001"), "{err}");

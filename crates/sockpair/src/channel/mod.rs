@@ -302,8 +302,7 @@ impl<Tx: Encode, Rx> Channel<Tx, Rx> {
     /// # Errors
     ///
     /// As [`Sender::send`].
-    pub fn send<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error>
-    {
+    pub fn send<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error> {
         self.tx.send(message)
     }
 
@@ -330,8 +329,7 @@ impl<Tx: Encode, Rx> Channel<Tx, Rx> {
         &mut self,
         message: &M,
         fds: &[BorrowedFd<'_>],
-    ) -> Result<(), Error>
-    {
+    ) -> Result<(), Error> {
         self.tx.send_with_fds(message, fds)
     }
 
@@ -344,8 +342,7 @@ impl<Tx: Encode, Rx> Channel<Tx, Rx> {
     pub fn send_batch<'m, M: EncodeAs<Tx> + ?Sized + 'm>(
         &mut self,
         messages: impl IntoIterator<Item = &'m M>,
-    ) -> Result<(), Error>
-    {
+    ) -> Result<(), Error> {
         self.tx.send_batch(messages)
     }
 }
@@ -442,8 +439,7 @@ impl<Tx: Encode> Sender<Tx> {
     /// [`ErrorKind::TimedOut`] or [`ErrorKind::WouldBlock`] (see
     /// [Never out of step](Channel#never-out-of-step)), or [`ErrorKind::Io`] with the
     /// kernel's error (`EPIPE` once the peer is gone).
-    pub fn send<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error>
-    {
+    pub fn send<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error> {
         self.send_with_fds(message, &[])
     }
 
@@ -459,8 +455,7 @@ impl<Tx: Encode> Sender<Tx> {
         &mut self,
         message: &M,
         fds: &[BorrowedFd<'_>],
-    ) -> Result<(), Error>
-    {
+    ) -> Result<(), Error> {
         if fds.len() > MAX_FDS_PER_MESSAGE {
             return Err(Error::new(
                 ErrorKind::Fds,
@@ -491,8 +486,7 @@ impl<Tx: Encode> Sender<Tx> {
     pub fn send_batch<'m, M: EncodeAs<Tx> + ?Sized + 'm>(
         &mut self,
         messages: impl IntoIterator<Item = &'m M>,
-    ) -> Result<(), Error>
-    {
+    ) -> Result<(), Error> {
         if matches!(self.core, TxCore::Records) {
             return messages
                 .into_iter()
@@ -652,7 +646,11 @@ impl<Tx: Encode> Sender<Tx> {
             // Too large for one record (EMSGSIZE), or for the kernel's allocator
             // (ENOBUFS, past about 4 MiB whatever the socket buffer).
             Err(err) if matches!(err.raw_os_error(), Some(libc::EMSGSIZE | libc::ENOBUFS)) => {}
-            other => return other.map(drop).map_err(|err| peer_refused(io_error("send", err), fds)),
+            other => {
+                return other
+                    .map(drop)
+                    .map_err(|err| peer_refused(io_error("send", err), fds));
+            }
         }
         // Too large for one record: hand it over as a sealed memfd.
         if fds.len() == MAX_FDS_PER_MESSAGE {
@@ -813,7 +811,9 @@ impl<Rx: Decode> Receiver<Rx> {
                     poll_first,
                     Events::IN,
                     timeout,
-                    |socket, nonblocking| socket.recv_into(buf, &mut arrived, recv_how(nonblocking)),
+                    |socket, nonblocking| {
+                        socket.recv_into(buf, &mut arrived, recv_how(nonblocking))
+                    },
                 ),
                 ReadInto::Append(payload, most) => io_with(
                     socket,
@@ -942,10 +942,7 @@ fn io_with<T>(
             let (name, after) = timeout;
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "{name} of {:?} passed",
-                    after.unwrap_or_default()
-                ),
+                format!("{name} of {:?} passed", after.unwrap_or_default()),
             ));
         }
         match op(socket, poll_first) {

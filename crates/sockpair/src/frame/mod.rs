@@ -305,7 +305,10 @@ impl Decoder {
         };
         partial.payload.truncate(partial.received);
         grow(&mut partial.payload, partial.total)?;
-        Ok(Some((&mut partial.payload, partial.total - partial.received)))
+        Ok(Some((
+            &mut partial.payload,
+            partial.total - partial.received,
+        )))
     }
 
     /// The stream offset the next read lands at.
@@ -635,6 +638,44 @@ mod tests {
             }
             prop_assert_eq!(reader.read_frame().unwrap(), None);
         }
+    }
+
+    #[test]
+    fn a_long_line_is_searched_once_not_again_with_every_read() {
+        let mut decoder = Decoder::new(Framing::Lines);
+        decoder.set_max(10 << 20);
+        let mut fed = 0;
+        while fed < 4 << 20 {
+            let spare = decoder.spare().unwrap();
+            let n = spare.len().min(65536);
+            spare[..n].fill(b'x');
+            decoder.filled(n);
+            fed += n;
+            assert!(decoder.next_frame().unwrap().is_none());
+            assert_eq!(
+                decoder.scanned, fed,
+                "what was searched is not searched again"
+            );
+        }
+        let spare = decoder.spare().unwrap();
+        spare[0] = b'\n';
+        decoder.filled(1);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        assert_eq!((frame.offset, frame.end), (0, fed as u64 + 1));
+        assert_eq!(decoder.scanned, 0);
+    }
+
+    #[test]
+    fn a_claimed_length_is_not_allocated_before_its_bytes_come() {
+        let mut decoder = Decoder::new(Framing::Length);
+        decoder.set_max(usize::MAX);
+        let spare = decoder.spare().unwrap();
+        spare[..4].copy_from_slice(&[0x7f, 0xff, 0xff, 0xff]); // 2 GiB - 1
+        decoder.filled(4);
+        assert!(decoder.next_frame().unwrap().is_none());
+        let (payload, left) = decoder.partial_payload().unwrap().unwrap();
+        assert_eq!(left, i32::MAX as usize);
+        assert!(payload.capacity() <= FIRST_GROWTH, "{}", payload.capacity());
     }
 
     #[test]

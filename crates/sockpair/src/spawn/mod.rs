@@ -1,6 +1,7 @@
 //! [`SpawnOptions`]: start a program with one end of a pair at a chosen descriptor.
 
 mod convention;
+mod inherit;
 mod program;
 
 use std::ffi::OsStr;

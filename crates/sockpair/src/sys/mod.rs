@@ -7,12 +7,12 @@
 //! - `SO_PEERCRED` is read into a plain `ucred`, whose `pid` may legitimately be 0.
 //! - `SO_PASSRIGHTS` and `SO_TIMESTAMP`, which rustix does not set.
 //! - `fork` and `_exit` have no safe form anywhere.
+//!
+//! It is the bottom layer: nothing here imports from the modules above it.
 //! - `recvmsg` without asking for an address (see `recvmsg.rs`).
 //! - spawning with `clone(CLONE_VM | CLONE_VFORK)` (see `spawn.rs`).
 #![allow(unsafe_code)]
 
-pub(crate) mod fork;
-mod inherited;
 pub(crate) mod poll;
 pub(crate) mod recvmsg;
 pub(crate) mod spawn;

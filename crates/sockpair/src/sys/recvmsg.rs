@@ -103,7 +103,11 @@ unsafe fn recvmsg_raw(
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = CONTROL_LEN as _;
     let flags = libc::MSG_CMSG_CLOEXEC
-        | if how.nonblocking { libc::MSG_DONTWAIT } else { 0 }
+        | if how.nonblocking {
+            libc::MSG_DONTWAIT
+        } else {
+            0
+        }
         | if how.record_len { libc::MSG_TRUNC } else { 0 };
     // SAFETY: `msg` points to one iovec over `buf` (writable for `len` bytes, as the
     // caller promises) and to `CONTROL_LEN` bytes of `control`; the fd is borrowed.

@@ -331,10 +331,7 @@ fn lines_framing_and_its_limits() {
         let mut a: Channel<String> = Channel::with_framing(a, Framing::Lines).unwrap();
         let mut b: Channel<String> = Channel::with_framing(b, Framing::Lines).unwrap();
         a.send("{\"n\":1}").unwrap();
-        assert_eq!(
-            a.send("two\nlines").unwrap_err().kind(),
-            ErrorKind::Encode
-        );
+        assert_eq!(a.send("two\nlines").unwrap_err().kind(), ErrorKind::Encode);
         assert_eq!(b.recv().unwrap(), Some("{\"n\":1}".into()));
         b.max_frame_len(8);
         a.send("123456789").unwrap();
@@ -443,9 +440,7 @@ fn a_batch_arrives_as_separate_messages_in_order() {
         }
         let (a, _b) = pair(Type::STREAM).unwrap();
         let mut a: Channel<String> = Channel::with_framing(a, Framing::Lines).unwrap();
-        let err = a
-            .send_batch(["fine", "not\nfine"])
-            .unwrap_err();
+        let err = a.send_batch(["fine", "not\nfine"]).unwrap_err();
         assert_eq!(
             err.kind(),
             ErrorKind::Encode,

@@ -37,7 +37,7 @@ fn emfile_inner() {
     for i in 0..50u8 {
         a.send(&frame(&[i; 100])).unwrap();
     }
-    a.send_with_fds(&frame(&[b'E'; 100]), &vec![file.as_fd(); 10])
+    a.send_with_fds(&frame(&[b'E'; 100]), &[file.as_fd(); 10])
         .unwrap();
     for i in 50..100u8 {
         a.send(&frame(&[i; 100])).unwrap();
@@ -152,7 +152,10 @@ fn records_larger_than_the_receivers_buffer_arrive_whole() {
         a.send(&record).unwrap();
         let err = b.recv().unwrap_err();
         assert_eq!(err.kind(), ErrorKind::TooLarge);
-        assert!(err.to_string().contains(&big.to_string()), "the real size: {err}");
+        assert!(
+            err.to_string().contains(&big.to_string()),
+            "the real size: {err}"
+        );
         b.max_frame_len(2 << 20);
         a.send(&record).unwrap();
         assert_eq!(b.recv().unwrap(), Some(record));
@@ -305,7 +308,8 @@ fn halves_work_from_two_threads_with_descriptors_both_ways() {
             const N: usize = 300;
             let send_a = std::thread::spawn(move || {
                 for i in 0..N {
-                    a_tx.send_with_fds(&vec![i as u8; i], &[file.as_fd()]).unwrap();
+                    a_tx.send_with_fds(&vec![i as u8; i], &[file.as_fd()])
+                        .unwrap();
                 }
             });
             let send_b = std::thread::spawn(move || {
@@ -317,7 +321,10 @@ fn halves_work_from_two_threads_with_descriptors_both_ways() {
             let recv_b = std::thread::spawn(move || {
                 for i in 0..N {
                     let mut fds = Vec::new();
-                    assert_eq!(b_rx.recv_with_fds(&mut fds).unwrap(), Some(vec![i as u8; i]));
+                    assert_eq!(
+                        b_rx.recv_with_fds(&mut fds).unwrap(),
+                        Some(vec![i as u8; i])
+                    );
                     assert_eq!(fds.len(), 1);
                 }
             });

@@ -180,5 +180,10 @@ pub fn set_socket_option(fd: impl AsFd, name: libc::c_int, value: libc::c_int) {
             size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    assert_eq!(rc, 0, "setsockopt {name}: {}", std::io::Error::last_os_error());
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt {name}: {}",
+        std::io::Error::last_os_error()
+    );
 }

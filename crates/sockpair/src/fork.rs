@@ -1,13 +1,15 @@
 //! [`fork`]: the classic pattern, a pair shared between a parent and its forked child.
 //!
-//! It lives in `sys` because its public entry point is itself an `unsafe fn`; with
-//! `Socket::from_inherited` it is the part of `sys` that builds on the layers above.
+//! Its entry point is itself an `unsafe fn` (the caller upholds what the child may do),
+//! so the crate's `unsafe_code` lint is lifted for this file; the system calls are in
+//! `sys`.
+#![allow(unsafe_code)]
 
 use std::io;
 
-use super::{exit_immediately as sys_exit, fork as sys_fork};
 use crate::child::Child;
 use crate::socket::{Socket, pair};
+use crate::sys::{exit_immediately as sys_exit, fork as sys_fork};
 use crate::types::Type;
 
 /// Which side of a [`fork`] this process is on, with its end of the pair.

@@ -1,7 +1,9 @@
 //! [`Socket::from_inherited`]: the child's side of a spawn.
 //!
-//! In `sys` because it is an `unsafe fn` (it claims a raw descriptor) and because
-//! removing a variable from the environment is `unsafe` in Rust 2024.
+//! It is an `unsafe fn` (it claims a raw descriptor, and removing a variable from the
+//! environment is `unsafe` in Rust 2024), so the crate's `unsafe_code` lint is lifted
+//! for this file.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
