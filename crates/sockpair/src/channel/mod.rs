@@ -34,7 +34,7 @@ use records::{Record, RecordRx};
 use stream::{ReadInto, StreamRx, StreamTx, TINY};
 
 /// Frames with payloads up to this size are copied into one buffer to be sent.
-const GATHER_BELOW: usize = 4096;
+const GATHER_BELOW: usize = 512;
 
 /// Whole messages over one end of a pair: `Tx` out, `Rx` in.
 ///
@@ -114,9 +114,13 @@ pub struct Channel<Tx, Rx = Tx> {
 }
 
 /// The sending half of a [`Channel`] ([`Channel::split`]): `Send`, with its own
-/// [`write_timeout`](Sender::write_timeout).
+/// [`write_timeout`](Sender::write_timeout). Dropping it shuts down the writing side of
+/// the socket (`shutdown(SHUT_WR)`, as tokio's write halves do): the peer reads the end
+/// of the stream, while this end's [`Receiver`] goes on reading.
 pub struct Sender<Tx> {
     shared: Arc<Shared>,
+    /// Made by `split`: shuts down writing when dropped.
+    split: bool,
     core: TxCore,
     /// The encoding of the message being sent.
     scratch: Vec<u8>,
@@ -214,6 +218,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
         Channel {
             tx: Sender {
                 shared: shared.clone(),
+                split: false,
                 core: tx,
                 scratch: Vec::new(),
                 write_timeout: None,
@@ -229,9 +234,13 @@ impl<Tx, Rx> Channel<Tx, Rx> {
     }
 
     /// The two halves, to send from one thread and receive on another (full duplex,
-    /// descriptors both ways). Each keeps the options set so far.
+    /// descriptors both ways). Each keeps the options set so far. Dropping the
+    /// [`Sender`] then ends this end's writing, so that the peer reads the end of the
+    /// stream while the [`Receiver`] reads on.
     pub fn split(self) -> (Sender<Tx>, Receiver<Rx>) {
-        (self.tx, self.rx)
+        let Channel { mut tx, rx } = self;
+        tx.split = true;
+        (tx, rx)
     }
 
     /// The socket back. What a send left unsent ([`flush`](Channel::flush) first) and
@@ -1002,6 +1011,15 @@ impl<Tx, Rx> fmt::Debug for Channel<Tx, Rx> {
             .field("tx", &self.tx)
             .field("rx", &self.rx)
             .finish()
+    }
+}
+
+impl<Tx> Drop for Sender<Tx> {
+    fn drop(&mut self) {
+        if self.split {
+            // Best effort: the peer may be gone already.
+            let _ = self.shared.socket.shutdown(std::net::Shutdown::Write);
+        }
     }
 }
 
