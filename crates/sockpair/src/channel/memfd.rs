@@ -136,6 +136,20 @@ mod tests {
     const PAGE: u64 = 4096;
 
     #[test]
+    fn a_memfd_made_with_or_without_noexec_reads_back() {
+        let payload: Vec<u8> = (0..100_000).map(|i| (i % 251) as u8).collect();
+        // `false` is the branch taken where the kernel answers EINVAL (before 6.3).
+        for noexec in [true, false] {
+            let fd = seal_with(&payload, noexec).unwrap();
+            assert!(is_sealed(&fd));
+            assert!(read(fd, usize::MAX).unwrap() == payload, "noexec: {noexec}");
+        }
+        let fd = seal(&payload).unwrap();
+        let err = read(fd, 99_999).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+    }
+
+    #[test]
     fn only_a_sealed_dense_file_within_the_limit_passes() {
         let facts = |seals, size, stored| Facts {
             seals,

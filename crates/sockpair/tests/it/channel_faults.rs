@@ -345,6 +345,24 @@ fn halves_work_from_two_threads_with_descriptors_both_ways() {
 }
 
 #[test]
+fn the_halves_are_send_and_a_dropped_sender_ends_the_peers_stream_only() {
+    fn send<T: Send + 'static>(_: &T) {}
+    watchdog(|| {
+        for ty in [Type::STREAM, Type::SEQPACKET] {
+            let (a, b) = channels::<Vec<u8>>(ty);
+            let (tx, mut rx) = a.split();
+            send(&tx);
+            send(&rx);
+            let mut b = b;
+            drop(tx);
+            assert_eq!(b.recv().unwrap(), None, "{ty:?}: the peer reads the end");
+            b.send(b"still heard").unwrap();
+            assert_eq!(rx.recv().unwrap(), Some(b"still heard".to_vec()), "{ty:?}");
+        }
+    });
+}
+
+#[test]
 fn bytes_and_text_are_sent_borrowed_and_received_by_iterator() {
     watchdog(|| {
         let (mut a, mut b) = channels::<String>(Type::STREAM);
