@@ -42,14 +42,18 @@
 //!
 //! # Messages
 //!
-//! A [`Channel`] carries whole messages over one end: `Vec<u8>`, `String`, or with the
-//! `serde` feature any serde type as `Json<T>` or `Postcard<T>`,
-//! each with descriptors if the receiving end [accepts them](Channel::accept_fds). On a stream the frame is a 4-byte big-endian
-//! length and the payload, which Python's `multiprocessing.connection` speaks as is;
-//! [`Framing::Lines`] speaks Node's IPC channel; on seqpacket and datagram sockets one
-//! record is one message. Frames over a limit are refused before anything is allocated,
-//! and timeouts bound every wait. The format, for other languages: `docs/wire-format.md`.
-//! [`frame`] has the framing alone, over any `Read`/`Write`.
+//! A [`Channel`] carries whole messages over one end: `Vec<u8>` (sent from any `&[u8]`),
+//! `String` (from any `&str`), your own [`Encode`]/[`Decode`] types, or with the `serde`
+//! feature any serde type as `Json<T>` or `Postcard<T>`, each with descriptors if the
+//! receiving end [accepts them](Channel::accept_fds). On a stream the frame is a 4-byte
+//! big-endian length and the payload, which Python's `multiprocessing.connection` speaks
+//! as is; [`Framing::Lines`] speaks Node's IPC channel; on seqpacket and datagram sockets
+//! one record is one message. Frames over a limit are refused before anything is
+//! allocated, memory is spent only as bytes arrive, and timeouts bound every wait.
+//! [`Channel::split`] gives a [`Sender`] and a [`Receiver`] for two threads. Each transport
+//! is a state machine without system calls, which the blocking channel drives. The
+//! format, for other languages: `docs/wire-format.md`. [`frame`] has the framing alone,
+//! over any `Read`/`Write`.
 //!
 //! # When the other side dies
 //!
