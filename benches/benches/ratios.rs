@@ -10,10 +10,10 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 
 use ipc_channel::ipc::IpcOneShotServer;
-use sockpair::{Channel, Postcard, Type};
+use sockpair::{Channel, Framing, Postcard, Type};
 use sockpair_benches::{
     FRAME_LEN, IpcPair, Request, child, child_with, interleaved, length_frame, libc_recv_exact,
-    libc_send_all, pin_to_one_cpu, request, run_child_mode,
+    libc_recvmsg_exact, libc_send_all, pin_to_one_cpu, request, run_child_mode,
 };
 
 const ROUNDS: usize = 21;
@@ -52,6 +52,7 @@ fn main() {
     let mut channel: Channel<Vec<u8>> = Channel::new(socket.try_clone().unwrap()).unwrap();
     let mut back2 = back.clone();
     let mut back3 = back.clone();
+    let mut back4 = back.clone();
     let times = interleaved(
         ROUNDS,
         2000,
@@ -72,6 +73,10 @@ fn main() {
                 std_stream.write_all(&frame).unwrap();
                 std_stream.read_exact(&mut back3).unwrap();
             },
+            &mut || {
+                libc_send_all(fd, &frame);
+                libc_recvmsg_exact(fd, &mut back4);
+            },
         ],
     );
     report(
@@ -81,6 +86,7 @@ fn main() {
             "sockpair Channel<Vec<u8>>",
             "sockpair Socket",
             "std UnixStream",
+            "libc send/recvmsg (fd room)",
         ],
         &times,
     );
@@ -222,6 +228,33 @@ fn main() {
     drop((channel, batching, socket));
     sink.wait().unwrap();
     end_to_end("pinned");
+    lines_against_length();
+}
+
+/// A 64 MiB message as one line (`Framing::Lines`) against one length frame, sent from
+/// a thread and received by a `Channel` in this one: the decoder's cost per byte.
+fn lines_against_length() {
+    let payload = vec![b'x'; 64 << 20];
+    let run = |framing: Framing| {
+        let (a, b) = sockpair::pair(Type::STREAM).unwrap();
+        let mut a: Channel<Vec<u8>> = Channel::with_framing(a, framing).unwrap();
+        let mut b: Channel<Vec<u8>> = Channel::with_framing(b, framing).unwrap();
+        b.max_frame_len(65 << 20);
+        std::thread::scope(|scope| {
+            scope.spawn(|| a.send(&payload).unwrap());
+            black_box(b.recv().unwrap().unwrap());
+        });
+    };
+    let times = interleaved(
+        5,
+        1,
+        &mut [&mut || run(Framing::Length), &mut || run(Framing::Lines)],
+    );
+    report(
+        "one 64 MiB message through a stream, thread to thread",
+        &["length frame", "line"],
+        &times,
+    );
 }
 
 /// The message rate end to end: `FRAME_COUNT` 64-byte messages from the parent, each

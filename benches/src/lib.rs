@@ -60,6 +60,35 @@ pub fn libc_recv(fd: std::os::fd::RawFd, buf: &mut [u8]) -> isize {
     unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) }
 }
 
+/// `recvmsg(fd, [buf], MSG_CMSG_CLOEXEC)` with room for 253 descriptors, as a receiver
+/// that accepts descriptors must read; returns bytes received or a negative value.
+pub fn libc_recvmsg(fd: std::os::fd::RawFd, buf: &mut [u8]) -> isize {
+    let mut control = [0u64; 160];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: an all-zero msghdr is valid; it then points to one iovec over `buf` and to
+    // `control`, both alive and writable for the call.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control) as _;
+        libc::recvmsg(fd, &mut msg, libc::MSG_CMSG_CLOEXEC)
+    }
+}
+
+/// Receives exactly `buf.len()` bytes with `recvmsg` ([`libc_recvmsg`]).
+pub fn libc_recvmsg_exact(fd: std::os::fd::RawFd, mut buf: &mut [u8]) {
+    while !buf.is_empty() {
+        let n = libc_recvmsg(fd, buf);
+        assert!(n > 0, "recvmsg: {}", std::io::Error::last_os_error());
+        buf = &mut buf[n as usize..];
+    }
+}
+
 /// Sends all of `buf` with raw libc calls.
 pub fn libc_send_all(fd: std::os::fd::RawFd, mut buf: &[u8]) {
     while !buf.is_empty() {

@@ -53,7 +53,15 @@ impl FdQueue {
     /// The descriptors of `frame`, which is the earliest frame not taken yet: those of
     /// every read whose last byte it holds, in order. If any of them were refused or
     /// lost, none are handed out (the others are closed).
+    #[inline]
     pub(crate) fn take(&mut self, frame: Range<u64>) -> Result<Vec<OwnedFd>, Trouble> {
+        if self.arrivals.is_empty() {
+            return Ok(Vec::new()); // the common case: no descriptors at all
+        }
+        self.take_arrived(frame)
+    }
+
+    fn take_arrived(&mut self, frame: Range<u64>) -> Result<Vec<OwnedFd>, Trouble> {
         let mut fds = Vec::new();
         let mut trouble = None;
         while let Some((read_end, _)) = self.arrivals.front() {

@@ -110,8 +110,17 @@ unsafe fn recvmsg_raw(
         }
         | if how.record_len { libc::MSG_TRUNC } else { 0 };
     // SAFETY: `msg` points to one iovec over `buf` (writable for `len` bytes, as the
-    // caller promises) and to `CONTROL_LEN` bytes of `control`; the fd is borrowed.
-    let n = unsafe { libc::recvmsg(socket.as_fd().as_raw_fd(), &mut msg, flags) };
+    // caller promises) and to `CONTROL_LEN` bytes of `control`; the fd is borrowed. The
+    // raw system call, as rustix makes its calls: libc's wrapper is a thread
+    // cancellation point, whose bookkeeping costs more than the rest of this function.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_recvmsg,
+            socket.as_fd().as_raw_fd(),
+            &raw mut msg,
+            flags,
+        )
+    };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
