@@ -129,18 +129,9 @@ impl Socket {
         Ok(received.bytes)
     }
 
-    /// `recvmsg` into `buf` as `how` says, appending received descriptors to `fds`; a
-    /// truncated control message is reported, not an error.
-    pub(crate) fn recv_into(
-        &self,
-        buf: &mut [u8],
-        fds: &mut Vec<OwnedFd>,
-        how: Recv,
-    ) -> io::Result<Received> {
-        sys::recvmsg::recvmsg(self, buf, fds, how)
-    }
-
-    /// [`recv_into`](Socket::recv_into) the spare capacity of `vec`, at most `most` bytes.
+    /// `recvmsg` into the spare capacity of `vec`, at most `most` bytes, as `how` says,
+    /// appending received descriptors to `fds`; a truncated control message is reported,
+    /// not an error.
     pub(crate) fn recv_append(
         &self,
         vec: &mut Vec<u8>,

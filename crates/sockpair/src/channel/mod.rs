@@ -31,7 +31,7 @@ use crate::sys::poll::{Events, poll_until};
 use crate::sys::recvmsg::Recv;
 use crate::types::Type;
 use records::{Record, RecordRx};
-use stream::{ReadInto, StreamRx, StreamTx, TINY};
+use stream::{StreamRx, StreamTx, TINY};
 
 /// Frames with payloads up to this size are copied into one buffer to be sent.
 const GATHER_BELOW: usize = 512;
@@ -813,28 +813,17 @@ impl<Rx: Decode> Receiver<Rx> {
             let poll_first = sent || deadline.is_some();
             let timeout = ("read_timeout", self.read_timeout);
             let mut arrived = Vec::new();
-            let received = match rx.read_into()? {
-                ReadInto::Buffer(buf) => io_with(
-                    socket,
-                    deadline,
-                    poll_first,
-                    Events::IN,
-                    timeout,
-                    |socket, nonblocking| {
-                        socket.recv_into(buf, &mut arrived, recv_how(nonblocking))
-                    },
-                ),
-                ReadInto::Append(payload, most) => io_with(
-                    socket,
-                    deadline,
-                    poll_first,
-                    Events::IN,
-                    timeout,
-                    |socket, nonblocking| {
-                        socket.recv_append(payload, most, &mut arrived, recv_how(nonblocking))
-                    },
-                ),
-            }
+            let (into, most) = rx.read_into()?;
+            let received = io_with(
+                socket,
+                deadline,
+                poll_first,
+                Events::IN,
+                timeout,
+                |socket, nonblocking| {
+                    socket.recv_append(into, most, &mut arrived, recv_how(nonblocking))
+                },
+            )
             .map_err(|err| io_error("receive", err))?;
             if received.bytes == 0 {
                 rx.eof()?;

@@ -8,15 +8,6 @@ use super::fd_queue::{FdQueue, Fds, Trouble};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{Decoder, Frame, Framing, Payload, frame_parts, length};
 
-/// Where the next read of the stream goes.
-#[derive(Debug)]
-pub(crate) enum ReadInto<'a> {
-    /// Into these bytes.
-    Buffer(&'a mut [u8]),
-    /// Into the spare capacity of this payload, at most this many bytes (no zeroing).
-    Append(&'a mut Vec<u8>, usize),
-}
-
 /// A frame received whole, with its descriptors.
 #[derive(Debug)]
 pub(crate) struct Received {
@@ -89,18 +80,18 @@ impl StreamRx {
         }
     }
 
-    /// Where the next read goes: a large payload's own buffer, or the decoder's.
+    /// Where the next read goes: into the spare capacity of a large payload's own
+    /// buffer, or of the decoder's, at most this many bytes (nothing is zeroed first).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::TooLarge`] if memory for a large frame cannot be had.
-    pub(crate) fn read_into(&mut self) -> Result<ReadInto<'_>, Error> {
+    pub(crate) fn read_into(&mut self) -> Result<(&mut Vec<u8>, usize), Error> {
         // Two steps, for the borrow checker: is there a large payload, then lend it.
         if self.decoder.partial_payload()?.is_some() {
-            let (payload, left) = self.decoder.partial_payload()?.expect("checked above");
-            return Ok(ReadInto::Append(payload, left));
+            return Ok(self.decoder.partial_payload()?.expect("checked above"));
         }
-        Ok(ReadInto::Buffer(self.decoder.spare()?))
+        self.decoder.buffer_append()
     }
 
     /// Notes a read into [`read_into`](StreamRx::read_into) of `n` bytes (more than 0)

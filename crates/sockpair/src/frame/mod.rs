@@ -199,8 +199,27 @@ impl Decoder {
         }
         let used = skip + len + after;
         let payload = self.start + skip;
+        let payload = match len > ASSEMBLE_IN_BUFFER && payload == 0 {
+            // A long line fills the buffer from its start: hand the buffer out as the
+            // payload, and keep what follows the line in a new one.
+            true => {
+                let rest = self.buf[used..self.end].to_vec();
+                let mut line = std::mem::replace(&mut self.buf, rest);
+                line.truncate(len);
+                self.end -= used;
+                self.start = 0;
+                self.consumed += used as u64;
+                self.scanned = 0;
+                return Ok(Some(Frame {
+                    payload: Payload::Own(line),
+                    offset: self.consumed - used as u64,
+                    end: self.consumed,
+                }));
+            }
+            false => Payload::Lent(payload..payload + len),
+        };
         let frame = Frame {
-            payload: Payload::Lent(payload..payload + len),
+            payload,
             offset: self.consumed,
             end: self.consumed + used as u64,
         };
@@ -234,7 +253,8 @@ impl Decoder {
     ///
     /// [`ErrorKind::TooLarge`] if memory for a large frame cannot be had.
     pub(crate) fn spare(&mut self) -> Result<&mut [u8], Error> {
-        if let Some(partial) = &mut self.partial {
+        if self.partial.is_some() {
+            let partial = self.partial.as_mut().expect("checked above");
             // Zeroed space for a `Read`, a chunk at a time (`filled` trims what stays
             // unread); `partial_payload` avoids the zeroing where the reader allows.
             grow(&mut partial.payload, partial.total)?;
@@ -243,36 +263,62 @@ impl Decoder {
             partial.payload.resize(partial.received + chunk, 0);
             return Ok(&mut partial.payload[partial.received..]);
         }
+        self.make_room()?;
+        // Zeroed space for a `Read`, at most a chunk at a time (`filled` trims what stays
+        // unread); `buffer_append` avoids the zeroing where the reader allows.
+        let chunk = (self.buf.capacity() - self.end).min(1 << 20);
+        self.buf.resize(self.end + chunk, 0);
+        Ok(&mut self.buf[self.end..])
+    }
+
+    /// The buffer holding exactly the bytes received and not yet cut, with spare
+    /// capacity for more, and how much: a reader that can read into uninitialised
+    /// capacity appends to it directly, then calls [`filled`](Decoder::filled).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::TooLarge`] if memory for a long line cannot be had.
+    pub(crate) fn buffer_append(&mut self) -> Result<(&mut Vec<u8>, usize), Error> {
+        self.make_room()?;
+        let room = self.buf.capacity() - self.end;
+        Ok((&mut self.buf, room))
+    }
+
+    /// Makes room in the buffer for at least one more byte, keeping its length at the
+    /// bytes received.
+    fn make_room(&mut self) -> Result<(), Error> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
         }
-        if self.end == self.buf.len() {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            } else {
-                // Full of one unfinished frame: grow. A length frame assembled here has
-                // at most ASSEMBLE_IN_BUFFER bytes of payload (larger ones get their own
-                // buffer), so reads stay small enough that a large payload is mostly
-                // read straight into its own buffer; a line has at most max + 1 bytes.
-                let most = match self.framing {
-                    Framing::Lines => {
-                        ASSEMBLE_IN_BUFFER.max(self.max.saturating_add(length::MAX_HEADER + 1))
-                    }
-                    Framing::Length => ASSEMBLE_IN_BUFFER + length::MAX_HEADER,
-                };
-                let grown = (self.buf.len() * 2)
-                    .clamp(ASSEMBLE_IN_BUFFER, most)
-                    .max(self.buf.len() + 1);
-                self.buf
-                    .try_reserve_exact(grown - self.buf.len())
-                    .map_err(|_| out_of_memory(grown))?;
-                self.buf.resize(grown, 0);
+        self.buf.truncate(self.end);
+        if self.end < self.buf.capacity() {
+            return Ok(());
+        }
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.end -= self.start;
+            self.start = 0;
+            if self.end < self.buf.capacity() {
+                return Ok(());
             }
         }
-        Ok(&mut self.buf[self.end..])
+        // Full of one unfinished frame: grow. A length frame assembled here has at most
+        // ASSEMBLE_IN_BUFFER bytes of payload (larger ones get their own buffer), so reads
+        // stay small enough that a large payload is mostly read straight into its own
+        // buffer; a line has at most max + 1 bytes.
+        let most = match self.framing {
+            Framing::Lines => {
+                ASSEMBLE_IN_BUFFER.max(self.max.saturating_add(length::MAX_HEADER + 1))
+            }
+            Framing::Length => ASSEMBLE_IN_BUFFER + length::MAX_HEADER,
+        };
+        let grown = (self.end * 2)
+            .clamp(ASSEMBLE_IN_BUFFER, most)
+            .max(self.end + 1);
+        self.buf
+            .try_reserve_exact(grown - self.end)
+            .map_err(|_| out_of_memory(grown))
     }
 
     /// The buffer that [`Payload::Lent`] ranges point into.
@@ -287,7 +333,10 @@ impl Decoder {
                 partial.received += n;
                 partial.payload.truncate(partial.received);
             }
-            None => self.end += n,
+            None => {
+                self.end += n;
+                self.buf.truncate(self.end);
+            }
         }
     }
 
