@@ -802,7 +802,9 @@ impl<Rx: Decode> Receiver<Rx> {
         let socket = &self.shared.socket;
         loop {
             if let Some(frame) = rx.next()? {
-                fds.extend(frame.fds);
+                if !frame.fds.is_empty() {
+                    fds.extend(frame.fds);
+                }
                 return decode(frame.payload, rx.buffer()).map(Some);
             }
             // A reader blocked in `recv` on a stream is woken each time the peer takes
@@ -873,7 +875,9 @@ impl<Rx: Decode> Receiver<Rx> {
         match record {
             Record::Eof => Ok(None),
             Record::Message(payload, got) => {
-                fds.extend(got);
+                if !got.is_empty() {
+                    fds.extend(got);
+                }
                 decode(payload, rx.lent()).map(Some)
             }
             Record::MaybeLarge(_) => unreachable!("resolved above"),
