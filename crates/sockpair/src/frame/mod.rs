@@ -86,6 +86,18 @@ struct Partial {
     frame_offset: u64,
 }
 
+impl Partial {
+    /// Zeroed space for a `Read`, a chunk at a time (`filled` trims what stays unread);
+    /// `partial_payload` avoids the zeroing where the reader allows.
+    fn spare(&mut self) -> Result<&mut [u8], Error> {
+        grow(&mut self.payload, self.total)?;
+        let room = self.payload.capacity() - self.received;
+        let chunk = (self.total - self.received).min(room).min(1 << 20);
+        self.payload.resize(self.received + chunk, 0);
+        Ok(&mut self.payload[self.received..])
+    }
+}
+
 /// The incremental decoder for [`Framing::Length`] and [`Framing::Lines`]: fed with
 /// bytes through [`spare`](Decoder::spare)/[`filled`](Decoder::filled), it hands out
 /// whole frames.
@@ -253,15 +265,11 @@ impl Decoder {
     ///
     /// [`ErrorKind::TooLarge`] if memory for a large frame cannot be had.
     pub(crate) fn spare(&mut self) -> Result<&mut [u8], Error> {
+        // `if let` would keep `self.partial` borrowed on the other branch too (a limit of
+        // today's borrow checker), hence the check and the `expect`.
+        #[allow(clippy::unnecessary_unwrap)]
         if self.partial.is_some() {
-            let partial = self.partial.as_mut().expect("checked above");
-            // Zeroed space for a `Read`, a chunk at a time (`filled` trims what stays
-            // unread); `partial_payload` avoids the zeroing where the reader allows.
-            grow(&mut partial.payload, partial.total)?;
-            let room = partial.payload.capacity() - partial.received;
-            let chunk = (partial.total - partial.received).min(room).min(1 << 20);
-            partial.payload.resize(partial.received + chunk, 0);
-            return Ok(&mut partial.payload[partial.received..]);
+            return self.partial.as_mut().expect("checked above").spare();
         }
         self.make_room()?;
         // Zeroed space for a `Read`, at most a chunk at a time (`filled` trims what stays
