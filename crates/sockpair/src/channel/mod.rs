@@ -496,13 +496,10 @@ impl<Tx: Encode> Sender<Tx> {
         &mut self,
         messages: impl IntoIterator<Item = &'m M>,
     ) -> Result<(), Error> {
-        if matches!(self.core, TxCore::Records) {
+        let TxCore::Stream(tx) = &mut self.core else {
             return messages
                 .into_iter()
                 .try_for_each(|message| self.send(message));
-        }
-        let TxCore::Stream(tx) = &mut self.core else {
-            unreachable!("records returned above")
         };
         let mut gather = std::mem::take(&mut tx.gather);
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -863,25 +860,20 @@ impl<Rx: Decode> Receiver<Rx> {
             },
         )
         .map_err(|err| io_error("receive", err))?;
-        let record = match rx.received(received, arrived)? {
+        let (payload, got) = match rx.received(received, arrived)? {
+            Record::Eof => return Ok(None),
+            Record::Message(payload, got) => (payload, got),
             Record::MaybeLarge(mut got) if got.last().is_some_and(memfd::is_sealed) => {
                 let sealed = got.pop().expect("checked above");
                 let payload = memfd::read(sealed, rx.max())?;
                 rx.deliver(Payload::Own(payload), got)?
             }
             Record::MaybeLarge(got) => rx.deliver(Payload::Lent(0..0), got)?,
-            record => record,
         };
-        match record {
-            Record::Eof => Ok(None),
-            Record::Message(payload, got) => {
-                if !got.is_empty() {
-                    fds.extend(got);
-                }
-                decode(payload, rx.lent()).map(Some)
-            }
-            Record::MaybeLarge(_) => unreachable!("resolved above"),
+        if !got.is_empty() {
+            fds.extend(got);
         }
+        decode(payload, rx.lent()).map(Some)
     }
 }
 

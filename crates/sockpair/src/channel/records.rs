@@ -140,12 +140,17 @@ impl RecordRx {
             true => Payload::Lent(0..bytes),
             false => Payload::Own(std::mem::take(&mut self.buffer)),
         };
-        self.deliver(payload, fds)
+        let (payload, fds) = self.deliver(payload, fds)?;
+        Ok(Record::Message(payload, fds))
     }
 
     /// A message with descriptors, as this end's acceptance has it: with them, or
     /// refused first and delivered next without them.
-    pub(crate) fn deliver(&mut self, payload: Payload, fds: Vec<OwnedFd>) -> Result<Record, Error> {
+    pub(crate) fn deliver(
+        &mut self,
+        payload: Payload,
+        fds: Vec<OwnedFd>,
+    ) -> Result<(Payload, Vec<OwnedFd>), Error> {
         if !fds.is_empty() && !self.accept {
             drop(fds);
             self.held = Some(match payload {
@@ -154,7 +159,7 @@ impl RecordRx {
             });
             return Err(refused());
         }
-        Ok(Record::Message(payload, fds))
+        Ok((payload, fds))
     }
 }
 
