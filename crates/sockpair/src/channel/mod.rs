@@ -8,33 +8,30 @@
 
 mod fd_queue;
 mod memfd;
+mod receiver;
 mod records;
+mod sender;
 mod stream;
 
 use std::fmt;
-use std::io::{self, IoSlice};
+use std::io;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use rustix::net::SendFlags;
-
 use crate::error::{Error, ErrorKind};
-use crate::fds::MAX_FDS_PER_MESSAGE;
-use crate::frame::{DEFAULT_MAX_FRAME_LEN, Framing, Payload, length};
+use crate::frame::{DEFAULT_MAX_FRAME_LEN, Framing};
 use crate::message::{Decode, Encode, EncodeAs};
 use crate::socket::Socket;
 use crate::sys;
 use crate::sys::poll::{Events, poll_until};
-use crate::sys::recvmsg::Recv;
 use crate::types::Type;
-use records::{Record, RecordRx};
-use stream::{StreamRx, StreamTx, TINY};
-
-/// Frames with payloads up to this size are copied into one buffer to be sent.
-const GATHER_BELOW: usize = 512;
+pub use receiver::{Messages, Receiver};
+use records::RecordRx;
+pub use sender::Sender;
+use stream::{StreamRx, StreamTx};
 
 /// Whole messages over one end of a pair: `Tx` out, `Rx` in.
 ///
@@ -113,46 +110,22 @@ pub struct Channel<Tx, Rx = Tx> {
     rx: Receiver<Rx>,
 }
 
-/// The sending half of a [`Channel`] ([`Channel::split`]): `Send`, with its own
-/// [`write_timeout`](Sender::write_timeout). Dropping it shuts down the writing side of
-/// the socket (`shutdown(SHUT_WR)`, as tokio's write halves do): the peer reads the end
-/// of the stream, while this end's [`Receiver`] goes on reading.
-pub struct Sender<Tx> {
-    shared: Arc<Shared>,
-    /// Made by `split`: shuts down writing when dropped.
-    split: bool,
-    core: TxCore,
-    /// The encoding of the message being sent.
-    scratch: Vec<u8>,
-    write_timeout: Option<Duration>,
-    types: PhantomData<fn(&Tx)>,
-}
-
-/// The receiving half of a [`Channel`] ([`Channel::split`]): `Send`, with its own
-/// [`read_timeout`](Receiver::read_timeout) and [`max_frame_len`](Receiver::max_frame_len).
-pub struct Receiver<Rx> {
-    shared: Arc<Shared>,
-    core: RxCore,
-    read_timeout: Option<Duration>,
-    types: PhantomData<fn() -> Rx>,
-}
-
 /// What the halves share.
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Shared {
     socket: Socket,
     /// Whether this end sent since it last read (see `Receiver::recv_stream`).
     sent_since_read: AtomicBool,
 }
 
 #[derive(Debug)]
-enum TxCore {
+pub(crate) enum TxCore {
     Stream(StreamTx),
     Records,
 }
 
 #[derive(Debug)]
-enum RxCore {
+pub(crate) enum RxCore {
     Stream(StreamRx),
     Records(RecordRx),
 }
@@ -388,542 +361,15 @@ fn accepts(socket: &Socket) -> io::Result<bool> {
     Ok(socket.pass_rights()?.unwrap_or(true))
 }
 
-impl<Tx> Sender<Tx> {
-    /// The longest a send may wait for the peer to make room (default: no limit; a
-    /// duration too long for the clock is no limit too). When it passes, the send fails
-    /// with [`ErrorKind::TimedOut`]; if part of the message had gone out, the rest goes
-    /// out first with the next send or [`flush`](Sender::flush).
-    pub fn write_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
-        self.write_timeout = timeout;
-        self
-    }
-
-    /// The socket underneath.
-    pub fn socket(&self) -> &Socket {
-        &self.shared.socket
-    }
-
-    /// Writes what an earlier send left unsent (after a timeout, or `WouldBlock` on a
-    /// non-blocking socket), within [`write_timeout`](Sender::write_timeout). Does
-    /// nothing if all went out.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::TimedOut`], [`ErrorKind::WouldBlock`] (the rest is still kept), or
-    /// [`ErrorKind::Io`] with the kernel's error.
-    pub fn flush(&mut self) -> Result<(), Error> {
-        let deadline = deadline(self.write_timeout);
-        self.flush_until(deadline)
-    }
-
-    fn flush_until(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        let TxCore::Stream(tx) = &mut self.core else {
-            return Ok(()); // a record goes whole or not at all
-        };
-        while !tx.unsent().is_empty() {
-            let n = io_with(
-                &self.shared.socket,
-                deadline,
-                deadline.is_some(),
-                Events::OUT,
-                ("write_timeout", self.write_timeout),
-                |socket, nonblocking| {
-                    socket.send_msg(&[IoSlice::new(tx.unsent())], &[], send_flags(nonblocking))
-                },
-            )
-            .map_err(|err| io_error("send", err))?;
-            tx.sent_unsent(n);
-        }
-        Ok(())
-    }
-}
-
-impl<Tx: Encode> Sender<Tx> {
-    /// Sends one message: a `Tx`, or a borrowed form of it ([`EncodeAs`]: `&[u8]` or
-    /// `b"..."` for `Vec<u8>`, `&str` for `String`), which encodes the same.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::Encode`] if the message cannot be encoded (nothing is sent),
-    /// [`ErrorKind::TimedOut`] or [`ErrorKind::WouldBlock`] (see
-    /// [Never out of step](Channel#never-out-of-step)), or [`ErrorKind::Io`] with the
-    /// kernel's error (`EPIPE` once the peer is gone).
-    pub fn send<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error> {
-        self.send_with_fds(message, &[])
-    }
-
-    /// Sends one message with descriptors; the receiver gets exactly these, in this
-    /// order, with this message, if its end [accepts them](Receiver::accept_fds).
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Sender::send); also [`ErrorKind::Fds`] for more than
-    /// [`MAX_FDS_PER_MESSAGE`](crate::MAX_FDS_PER_MESSAGE) descriptors, or when the
-    /// peer's end refuses descriptors (nothing is sent then).
-    pub fn send_with_fds<M: EncodeAs<Tx> + ?Sized>(
-        &mut self,
-        message: &M,
-        fds: &[BorrowedFd<'_>],
-    ) -> Result<(), Error> {
-        if fds.len() > MAX_FDS_PER_MESSAGE {
-            return Err(Error::new(
-                ErrorKind::Fds,
-                format!(
-                    "{} descriptors in one message; at most {MAX_FDS_PER_MESSAGE}",
-                    fds.len()
-                ),
-            ));
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let result = match message.encode(&mut scratch) {
-            Ok(payload) => self.send_payload(payload, fds),
-            Err(err) => Err(err),
-        };
-        self.scratch = scratch;
-        result
-    }
-
-    /// Sends several messages with as few system calls as possible: on a byte stream
-    /// their frames are gathered into one buffer and written together (one `sendmsg`
-    /// while the socket has room), which multiplies the message rate for small
-    /// messages. On records each message is still one record, sent one by one.
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Sender::send). If one message cannot be encoded, none is sent.
-    pub fn send_batch<'m, M: EncodeAs<Tx> + ?Sized + 'm>(
-        &mut self,
-        messages: impl IntoIterator<Item = &'m M>,
-    ) -> Result<(), Error> {
-        let TxCore::Stream(tx) = &mut self.core else {
-            return messages
-                .into_iter()
-                .try_for_each(|message| self.send(message));
-        };
-        let mut gather = std::mem::take(&mut tx.gather);
-        let mut scratch = std::mem::take(&mut self.scratch);
-        gather.clear();
-        let gathered = messages.into_iter().try_for_each(|message| {
-            scratch.clear();
-            let mut header = [0; length::MAX_HEADER];
-            let payload = message.encode(&mut scratch)?;
-            for part in tx.parts(payload, &mut header)? {
-                gather.extend_from_slice(part);
-            }
-            Ok(())
-        });
-        self.scratch = scratch;
-        let result = gathered.and_then(|()| {
-            let deadline = deadline(self.write_timeout);
-            self.flush_until(deadline)?;
-            self.write_frame(&[&gather], &[], deadline)
-        });
-        if let TxCore::Stream(tx) = &mut self.core {
-            tx.gather = gather;
-        }
-        result
-    }
-
-    fn send_payload(&mut self, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
-        self.shared.sent_since_read.store(true, Ordering::Relaxed);
-        let deadline = deadline(self.write_timeout);
-        let TxCore::Stream(tx) = &mut self.core else {
-            return self.send_record(payload, fds, deadline);
-        };
-        if !tx.unsent().is_empty() {
-            self.flush_until(deadline)?;
-            return self.send_frame(payload, fds, deadline);
-        }
-        if fds.is_empty() && deadline.is_none() {
-            // The most common message of all, on the shortest path: built on the stack
-            // and written with one `send`.
-            let mut frame = [0; TINY + 4];
-            if let Some(len) = tx.tiny(payload, &mut frame) {
-                match self.shared.socket.send(&frame[..len]) {
-                    Ok(n) if n == len => return Ok(()),
-                    Ok(n) => {
-                        tx.keep_unsent(&[&frame[n..len]]);
-                        return self.flush_until(None);
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {} // retried below
-                    Err(err) => return Err(peer_refused(io_error("send", err), fds)),
-                }
-            }
-        }
-        self.send_frame(payload, fds, deadline)
-    }
-
-    fn send_frame(
-        &mut self,
-        payload: &[u8],
-        fds: &[BorrowedFd<'_>],
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        let TxCore::Stream(tx) = &mut self.core else {
-            unreachable!("only streams have frames")
-        };
-        let mut header = [0; length::MAX_HEADER];
-        let parts = tx.parts(payload, &mut header)?;
-        if !fds.is_empty() || payload.len() > GATHER_BELOW {
-            return self.write_frame(&parts, fds, deadline);
-        }
-        // A small frame is cheaper copied into one buffer and sent with a plain `send`
-        // than gathered by `sendmsg`.
-        let mut gather = std::mem::take(&mut tx.gather);
-        gather.clear();
-        for part in parts {
-            gather.extend_from_slice(part);
-        }
-        let result = self.write_frame(&[&gather], &[], deadline);
-        if let TxCore::Stream(tx) = &mut self.core {
-            tx.gather = gather;
-        }
-        result
-    }
-
-    /// Writes `parts` (one or more whole frames), `fds` with the first byte; keeps what
-    /// is left unsent if it stops part way.
-    fn write_frame(
-        &mut self,
-        parts: &[&[u8]],
-        fds: &[BorrowedFd<'_>],
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
-        let mut slices = &mut slices[..];
-        let mut fds = fds;
-        let mut sent_any = false;
-        while !slices.iter().all(|slice| slice.is_empty()) {
-            match io_with(
-                &self.shared.socket,
-                deadline,
-                deadline.is_some(),
-                Events::OUT,
-                ("write_timeout", self.write_timeout),
-                |socket, nonblocking| socket.send_msg(slices, fds, send_flags(nonblocking)),
-            ) {
-                Ok(n) => {
-                    fds = &[]; // they went with the first byte
-                    sent_any |= n > 0;
-                    IoSlice::advance_slices(&mut slices, n);
-                }
-                Err(err) => {
-                    if sent_any {
-                        // The peer is inside a frame: the next send completes it first.
-                        let rest: Vec<&[u8]> = slices.iter().map(|slice| &**slice).collect();
-                        if let TxCore::Stream(tx) = &mut self.core {
-                            tx.keep_unsent(&rest);
-                        }
-                    }
-                    return Err(peer_refused(io_error("send", err), fds));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn send_record(
-        &mut self,
-        payload: &[u8],
-        fds: &[BorrowedFd<'_>],
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        if payload.is_empty() && fds.last().is_some_and(|&fd| memfd::is_sealed(fd)) {
-            return Err(Error::new(
-                ErrorKind::Encode,
-                "an empty message whose last descriptor is a sealed memfd is how a large message \
-                 is marked on records; add a byte or put another descriptor last",
-            ));
-        }
-        let socket = &self.shared.socket;
-        let timeout = ("write_timeout", self.write_timeout);
-        let sent = io_with(
-            socket,
-            deadline,
-            deadline.is_some(),
-            Events::OUT,
-            timeout,
-            |socket, nonblocking| {
-                socket.send_msg(&[IoSlice::new(payload)], fds, send_flags(nonblocking))
-            },
-        );
-        match sent {
-            // Too large for one record (EMSGSIZE), or for the kernel's allocator
-            // (ENOBUFS, past about 4 MiB whatever the socket buffer).
-            Err(err) if matches!(err.raw_os_error(), Some(libc::EMSGSIZE | libc::ENOBUFS)) => {}
-            other => {
-                return other
-                    .map(drop)
-                    .map_err(|err| peer_refused(io_error("send", err), fds));
-            }
-        }
-        // Too large for one record: hand it over as a sealed memfd.
-        if fds.len() == MAX_FDS_PER_MESSAGE {
-            return Err(Error::new(
-                ErrorKind::Fds,
-                "a message too large for a record needs one descriptor more than the 253 given",
-            ));
-        }
-        let sealed =
-            memfd::seal(payload).map_err(|err| io_error("seal a large message in a memfd", err))?;
-        let mut all: Vec<BorrowedFd<'_>> = fds.to_vec();
-        all.push(sealed.as_fd());
-        io_with(
-            socket,
-            deadline,
-            deadline.is_some(),
-            Events::OUT,
-            timeout,
-            |socket, nonblocking| socket.send_msg(&[], &all, send_flags(nonblocking)),
-        )
-        .map(drop)
-        .map_err(|err| peer_refused(io_error("send", err), &all))
-    }
-}
-
-impl<Rx> Receiver<Rx> {
-    /// The largest message accepted (default [`DEFAULT_MAX_FRAME_LEN`], 64 MiB). A
-    /// larger one is refused before memory is spent on it, with [`ErrorKind::TooLarge`]
-    /// and its real size; on a byte stream the receiver then stops
-    /// ([`ErrorKind::Unusable`]), since what follows cannot be trusted to be a frame;
-    /// on records the next record comes next. Memory for a message within the limit
-    /// grows as its bytes arrive, never for what a header merely claims.
-    pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
-        match &mut self.core {
-            RxCore::Stream(rx) => rx.set_max(max),
-            RxCore::Records(rx) => rx.set_max(max),
-        }
-        self
-    }
-
-    /// The longest a receive may wait for a whole message (default: no limit; a duration
-    /// too long for the clock is no limit too). When it passes, the receive fails with
-    /// [`ErrorKind::TimedOut`]; what had arrived of the message is kept, and the next
-    /// receive continues it.
-    pub fn read_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
-        self.read_timeout = timeout;
-        self
-    }
-
-    /// Whether this end takes descriptors that come with messages.
-    ///
-    /// Acceptance belongs to the socket, not to a channel: a new channel follows its
-    /// socket (Linux 6.16's `SO_PASSRIGHTS`, on for a new pair, and set before the
-    /// child exists by [`SpawnOptions::accept_fds`](crate::SpawnOptions::accept_fds)),
-    /// and this call changes the socket, for every channel and copy of it.
-    ///
-    /// An end that does not accept descriptors keeps them out: on a stream the kernel
-    /// refuses them, so the peer's [`send_with_fds`](Sender::send_with_fds) fails at
-    /// once with [`ErrorKind::Fds`] and nothing of its message is sent. On seqpacket and
-    /// datagram sockets, where large messages travel as a descriptor, and on kernels
-    /// before 6.16, they arrive, are closed, and this end's next receive reports
-    /// [`ErrorKind::Fds`] (the message itself comes with the receive after). Nothing is
-    /// ever dropped without an error somewhere.
-    pub fn accept_fds(&mut self, accept: bool) -> &mut Self {
-        match &mut self.core {
-            RxCore::Stream(rx) => {
-                // Before Linux 6.16 the kernel cannot refuse: our own check remains.
-                let _ = self.shared.socket.set_pass_rights(accept);
-                rx.set_accept(accept);
-            }
-            RxCore::Records(rx) => rx.set_accept(accept),
-        }
-        self
-    }
-
-    /// The framing of a stream; `None` on records.
-    pub fn framing(&self) -> Option<Framing> {
-        match &self.core {
-            RxCore::Stream(rx) => Some(rx.framing()),
-            RxCore::Records(_) => None,
-        }
-    }
-
-    /// The socket underneath.
-    pub fn socket(&self) -> &Socket {
-        &self.shared.socket
-    }
-}
-
-impl<Rx: Decode> Receiver<Rx> {
-    /// Receives one message; `Ok(None)` at a clean end of stream (the peer closed or
-    /// shut down writing, between messages). Descriptors that came with the message are
-    /// closed: use [`recv_with_fds`](Receiver::recv_with_fds) to keep them.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::UnexpectedEof`] if the stream ends inside a message,
-    /// [`ErrorKind::TooLarge`], [`ErrorKind::BadHeader`], [`ErrorKind::Decode`],
-    /// [`ErrorKind::Fds`] (descriptors refused or lost: see
-    /// [`accept_fds`](Receiver::accept_fds)), [`ErrorKind::TimedOut`],
-    /// [`ErrorKind::WouldBlock`] on a non-blocking socket, [`ErrorKind::Unusable`] after a
-    /// framing error, or [`ErrorKind::Io`] with the kernel's error. A signal does not
-    /// end a receive: it goes on, within its timeout.
-    pub fn recv(&mut self) -> Result<Option<Rx>, Error> {
-        self.recv_with_fds(&mut Vec::new())
-    }
-
-    /// Receives one message and appends the descriptors that came with it to `fds`
-    /// (close-on-exec, in the order they were sent).
-    ///
-    /// # Errors
-    ///
-    /// As [`recv`](Receiver::recv).
-    pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
-        let deadline = deadline(self.read_timeout);
-        match &mut self.core {
-            RxCore::Stream(_) => self.recv_stream(fds, deadline),
-            RxCore::Records(_) => self.recv_record(fds, deadline),
-        }
-    }
-
-    /// The messages as they come, until the end of the stream. An error is yielded as
-    /// it comes; after one that ends the stream ([`ErrorKind::Unusable`],
-    /// [`ErrorKind::UnexpectedEof`], [`ErrorKind::Io`]) the iterator ends.
-    pub fn iter(&mut self) -> Messages<'_, Rx> {
-        Messages {
-            receiver: self,
-            done: false,
-        }
-    }
-
-    fn recv_stream(
-        &mut self,
-        fds: &mut Vec<OwnedFd>,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Rx>, Error> {
-        let RxCore::Stream(rx) = &mut self.core else {
-            unreachable!("called for streams")
-        };
-        let socket = &self.shared.socket;
-        loop {
-            if let Some(frame) = rx.next()? {
-                if !frame.fds.is_empty() {
-                    fds.extend(frame.fds);
-                }
-                return decode(frame.payload, rx.buffer()).map(Some);
-            }
-            // A reader blocked in `recv` on a stream is woken each time the peer takes
-            // data this end sent (the kernel's wake-up for writers reaches it too), two
-            // context switches for nothing. Right after a send that is what the peer
-            // does, so then wait in `poll` for input, which nothing else ends.
-            let sent = self.shared.sent_since_read.swap(false, Ordering::Relaxed);
-            let poll_first = sent || deadline.is_some();
-            let timeout = ("read_timeout", self.read_timeout);
-            let mut arrived = Vec::new();
-            let (into, most) = rx.read_into()?;
-            let received = io_with(
-                socket,
-                deadline,
-                poll_first,
-                Events::IN,
-                timeout,
-                |socket, nonblocking| {
-                    socket.recv_append(into, most, &mut arrived, recv_how(nonblocking))
-                },
-            )
-            .map_err(|err| io_error("receive", err))?;
-            if received.bytes == 0 {
-                rx.eof()?;
-                return Ok(None);
-            }
-            rx.received(received.bytes, arrived, received.fds_lost);
-        }
-    }
-
-    fn recv_record(
-        &mut self,
-        fds: &mut Vec<OwnedFd>,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Rx>, Error> {
-        let RxCore::Records(rx) = &mut self.core else {
-            unreachable!("called for records")
-        };
-        if let Some(payload) = rx.held() {
-            return decode(payload, rx.lent()).map(Some);
-        }
-        let mut arrived = Vec::new();
-        let buffer = rx.buffer()?;
-        let received = io_with(
-            &self.shared.socket,
-            deadline,
-            deadline.is_some(),
-            Events::IN,
-            ("read_timeout", self.read_timeout),
-            |socket, nonblocking| {
-                let how = Recv {
-                    nonblocking,
-                    record_len: true,
-                };
-                socket.recv_append(buffer, buffer.capacity(), &mut arrived, how)
-            },
-        )
-        .map_err(|err| io_error("receive", err))?;
-        let (payload, got) = match rx.received(received, arrived)? {
-            Record::Eof => return Ok(None),
-            Record::Message(payload, got) => (payload, got),
-            Record::MaybeLarge(mut got) if got.last().is_some_and(memfd::is_sealed) => {
-                let sealed = got.pop().expect("checked above");
-                let payload = memfd::read(sealed, rx.max())?;
-                rx.deliver(Payload::Own(payload), got)?
-            }
-            Record::MaybeLarge(got) => rx.deliver(Payload::Lent(0..0), got)?,
-        };
-        if !got.is_empty() {
-            fds.extend(got);
-        }
-        decode(payload, rx.lent()).map(Some)
-    }
-}
-
-/// The messages of a [`Receiver`] (or [`Channel`]) as an iterator: [`Receiver::iter`].
-#[derive(Debug)]
-pub struct Messages<'a, Rx> {
-    receiver: &'a mut Receiver<Rx>,
-    done: bool,
-}
-
-impl<Rx: Decode> Iterator for Messages<'_, Rx> {
-    type Item = Result<Rx, Error>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        match self.receiver.recv() {
-            Ok(Some(message)) => Some(Ok(message)),
-            Ok(None) => {
-                self.done = true;
-                None
-            }
-            Err(err) => {
-                self.done = matches!(
-                    err.kind(),
-                    ErrorKind::Unusable | ErrorKind::UnexpectedEof | ErrorKind::Io
-                );
-                Some(Err(err))
-            }
-        }
-    }
-}
-
-fn decode<Rx: Decode>(payload: Payload, buffer: &[u8]) -> Result<Rx, Error> {
-    match payload {
-        Payload::Lent(range) => Rx::decode(&buffer[range]),
-        Payload::Own(payload) => Rx::decode_owned(payload),
-    }
-}
-
 /// When a timeout that starts now ends; `None` for none, or one too long for the clock.
-fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|timeout| Instant::now().checked_add(timeout))
 }
 
 /// Runs `op` on the socket until it succeeds: first waiting in `poll` (until `deadline`)
 /// if `poll_first`, and then telling `op` it must not block; else letting `op` block.
 /// A signal never ends the wait; a deadline that passes is `TimedOut`, naming `timeout`.
-fn io_with<T>(
+pub(crate) fn io_with<T>(
     socket: &Socket,
     deadline: Option<Instant>,
     poll_first: bool,
@@ -948,22 +394,8 @@ fn io_with<T>(
     }
 }
 
-fn send_flags(nonblocking: bool) -> SendFlags {
-    match nonblocking {
-        true => SendFlags::DONTWAIT,
-        false => SendFlags::empty(),
-    }
-}
-
-fn recv_how(nonblocking: bool) -> Recv {
-    Recv {
-        nonblocking,
-        record_len: false,
-    }
-}
-
 /// An `io::Error` of the socket as this layer's [`Error`], saying what failed.
-fn io_error(what: &str, err: io::Error) -> Error {
+pub(crate) fn io_error(what: &str, err: io::Error) -> Error {
     match err.kind() {
         io::ErrorKind::TimedOut => Error::new(ErrorKind::TimedOut, err.to_string()),
         io::ErrorKind::WouldBlock => Error::with_source(
@@ -975,54 +407,11 @@ fn io_error(what: &str, err: io::Error) -> Error {
     }
 }
 
-/// The peer refused the descriptors of a message (`EPERM`), if that is what `err` is.
-fn peer_refused(err: Error, fds: &[BorrowedFd<'_>]) -> Error {
-    let eperm = std::error::Error::source(&err)
-        .and_then(|source| source.downcast_ref::<io::Error>())
-        .is_some_and(|source| source.raw_os_error() == Some(libc::EPERM));
-    if fds.is_empty() || !eperm {
-        return err;
-    }
-    Error::new(
-        ErrorKind::Fds,
-        "the peer does not accept descriptors (SO_PASSRIGHTS is off on its end; a sockpair \
-         channel accepts them after accept_fds(true)); nothing was sent",
-    )
-}
-
 impl<Tx, Rx> fmt::Debug for Channel<Tx, Rx> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Channel")
             .field("tx", &self.tx)
             .field("rx", &self.rx)
             .finish()
-    }
-}
-
-impl<Tx> Drop for Sender<Tx> {
-    fn drop(&mut self) {
-        if self.split {
-            // Best effort: the peer may be gone already.
-            let _ = self.shared.socket.shutdown(std::net::Shutdown::Write);
-        }
-    }
-}
-
-impl<Tx> fmt::Debug for Sender<Tx> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Sender")
-            .field("socket", &self.shared.socket)
-            .field("write_timeout", &self.write_timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<Rx> fmt::Debug for Receiver<Rx> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Receiver")
-            .field("socket", &self.shared.socket)
-            .field("framing", &self.framing())
-            .field("read_timeout", &self.read_timeout)
-            .finish_non_exhaustive()
     }
 }

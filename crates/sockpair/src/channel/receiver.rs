@@ -1,0 +1,277 @@
+//! [`Receiver`]: the receiving half of a [`Channel`](super::Channel), driving the
+//! transports' receive sides; [`Messages`], its iterator.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::records::Record;
+use super::{RxCore, Shared, deadline, io_error, io_with, memfd};
+use crate::error::{Error, ErrorKind};
+use crate::frame::{Framing, Payload};
+use crate::message::Decode;
+use crate::socket::Socket;
+use crate::sys::poll::Events;
+use crate::sys::recvmsg::Recv;
+
+/// The receiving half of a [`Channel`](crate::Channel) ([`Channel::split`](crate::Channel::split)): `Send`, with its own
+/// [`read_timeout`](Receiver::read_timeout) and [`max_frame_len`](Receiver::max_frame_len).
+pub struct Receiver<Rx> {
+    pub(super) shared: Arc<Shared>,
+    pub(super) core: RxCore,
+    pub(super) read_timeout: Option<Duration>,
+    pub(super) types: PhantomData<fn() -> Rx>,
+}
+
+impl<Rx> Receiver<Rx> {
+    /// The largest message accepted (default [`DEFAULT_MAX_FRAME_LEN`](crate::frame::DEFAULT_MAX_FRAME_LEN), 64 MiB). A
+    /// larger one is refused before memory is spent on it, with [`ErrorKind::TooLarge`]
+    /// and its real size; on a byte stream the receiver then stops
+    /// ([`ErrorKind::Unusable`]), since what follows cannot be trusted to be a frame;
+    /// on records the next record comes next. Memory for a message within the limit
+    /// grows as its bytes arrive, never for what a header merely claims.
+    pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
+        match &mut self.core {
+            RxCore::Stream(rx) => rx.set_max(max),
+            RxCore::Records(rx) => rx.set_max(max),
+        }
+        self
+    }
+
+    /// The longest a receive may wait for a whole message (default: no limit; a duration
+    /// too long for the clock is no limit too). When it passes, the receive fails with
+    /// [`ErrorKind::TimedOut`]; what had arrived of the message is kept, and the next
+    /// receive continues it.
+    pub fn read_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.read_timeout = timeout;
+        self
+    }
+
+    /// Whether this end takes descriptors that come with messages.
+    ///
+    /// Acceptance belongs to the socket, not to a channel: a new channel follows its
+    /// socket (Linux 6.16's `SO_PASSRIGHTS`, on for a new pair, and set before the
+    /// child exists by [`SpawnOptions::accept_fds`](crate::SpawnOptions::accept_fds)),
+    /// and this call changes the socket, for every channel and copy of it.
+    ///
+    /// An end that does not accept descriptors keeps them out: on a stream the kernel
+    /// refuses them, so the peer's [`send_with_fds`](crate::Sender::send_with_fds) fails at
+    /// once with [`ErrorKind::Fds`] and nothing of its message is sent. On seqpacket and
+    /// datagram sockets, where large messages travel as a descriptor, and on kernels
+    /// before 6.16, they arrive, are closed, and this end's next receive reports
+    /// [`ErrorKind::Fds`] (the message itself comes with the receive after). Nothing is
+    /// ever dropped without an error somewhere.
+    pub fn accept_fds(&mut self, accept: bool) -> &mut Self {
+        match &mut self.core {
+            RxCore::Stream(rx) => {
+                // Before Linux 6.16 the kernel cannot refuse: our own check remains.
+                let _ = self.shared.socket.set_pass_rights(accept);
+                rx.set_accept(accept);
+            }
+            RxCore::Records(rx) => rx.set_accept(accept),
+        }
+        self
+    }
+
+    /// The framing of a stream; `None` on records.
+    pub fn framing(&self) -> Option<Framing> {
+        match &self.core {
+            RxCore::Stream(rx) => Some(rx.framing()),
+            RxCore::Records(_) => None,
+        }
+    }
+
+    /// The socket underneath.
+    pub fn socket(&self) -> &Socket {
+        &self.shared.socket
+    }
+}
+
+impl<Rx: Decode> Receiver<Rx> {
+    /// Receives one message; `Ok(None)` at a clean end of stream (the peer closed or
+    /// shut down writing, between messages). Descriptors that came with the message are
+    /// closed: use [`recv_with_fds`](Receiver::recv_with_fds) to keep them.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::UnexpectedEof`] if the stream ends inside a message,
+    /// [`ErrorKind::TooLarge`], [`ErrorKind::BadHeader`], [`ErrorKind::Decode`],
+    /// [`ErrorKind::Fds`] (descriptors refused or lost: see
+    /// [`accept_fds`](Receiver::accept_fds)), [`ErrorKind::TimedOut`],
+    /// [`ErrorKind::WouldBlock`] on a non-blocking socket, [`ErrorKind::Unusable`] after a
+    /// framing error, or [`ErrorKind::Io`] with the kernel's error. A signal does not
+    /// end a receive: it goes on, within its timeout.
+    pub fn recv(&mut self) -> Result<Option<Rx>, Error> {
+        self.recv_with_fds(&mut Vec::new())
+    }
+
+    /// Receives one message and appends the descriptors that came with it to `fds`
+    /// (close-on-exec, in the order they were sent).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Receiver::recv).
+    pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
+        let deadline = deadline(self.read_timeout);
+        match &mut self.core {
+            RxCore::Stream(_) => self.recv_stream(fds, deadline),
+            RxCore::Records(_) => self.recv_record(fds, deadline),
+        }
+    }
+
+    /// The messages as they come, until the end of the stream. An error is yielded as
+    /// it comes; after one that ends the stream ([`ErrorKind::Unusable`],
+    /// [`ErrorKind::UnexpectedEof`], [`ErrorKind::Io`]) the iterator ends.
+    pub fn iter(&mut self) -> Messages<'_, Rx> {
+        Messages {
+            receiver: self,
+            done: false,
+        }
+    }
+
+    fn recv_stream(
+        &mut self,
+        fds: &mut Vec<OwnedFd>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Rx>, Error> {
+        let RxCore::Stream(rx) = &mut self.core else {
+            unreachable!("called for streams")
+        };
+        let socket = &self.shared.socket;
+        loop {
+            if let Some(frame) = rx.next()? {
+                if !frame.fds.is_empty() {
+                    fds.extend(frame.fds);
+                }
+                return decode(frame.payload, rx.buffer()).map(Some);
+            }
+            // A reader blocked in `recv` on a stream is woken each time the peer takes
+            // data this end sent (the kernel's wake-up for writers reaches it too), two
+            // context switches for nothing. Right after a send that is what the peer
+            // does, so then wait in `poll` for input, which nothing else ends.
+            let sent = self.shared.sent_since_read.swap(false, Ordering::Relaxed);
+            let poll_first = sent || deadline.is_some();
+            let timeout = ("read_timeout", self.read_timeout);
+            let mut arrived = Vec::new();
+            let (into, most) = rx.read_into()?;
+            let received = io_with(
+                socket,
+                deadline,
+                poll_first,
+                Events::IN,
+                timeout,
+                |socket, nonblocking| {
+                    socket.recv_append(into, most, &mut arrived, recv_how(nonblocking))
+                },
+            )
+            .map_err(|err| io_error("receive", err))?;
+            if received.bytes == 0 {
+                rx.eof()?;
+                return Ok(None);
+            }
+            rx.received(received.bytes, arrived, received.fds_lost);
+        }
+    }
+
+    fn recv_record(
+        &mut self,
+        fds: &mut Vec<OwnedFd>,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Rx>, Error> {
+        let RxCore::Records(rx) = &mut self.core else {
+            unreachable!("called for records")
+        };
+        if let Some(payload) = rx.held() {
+            return decode(payload, rx.lent()).map(Some);
+        }
+        let mut arrived = Vec::new();
+        let buffer = rx.buffer()?;
+        let received = io_with(
+            &self.shared.socket,
+            deadline,
+            deadline.is_some(),
+            Events::IN,
+            ("read_timeout", self.read_timeout),
+            |socket, nonblocking| {
+                let how = Recv {
+                    nonblocking,
+                    record_len: true,
+                };
+                socket.recv_append(buffer, buffer.capacity(), &mut arrived, how)
+            },
+        )
+        .map_err(|err| io_error("receive", err))?;
+        let (payload, got) = match rx.received(received, arrived)? {
+            Record::Eof => return Ok(None),
+            Record::Message(payload, got) => (payload, got),
+            Record::MaybeLarge(mut got) if got.last().is_some_and(memfd::is_sealed) => {
+                let sealed = got.pop().expect("checked above");
+                let payload = memfd::read(sealed, rx.max())?;
+                rx.deliver(Payload::Own(payload), got)?
+            }
+            Record::MaybeLarge(got) => rx.deliver(Payload::Lent(0..0), got)?,
+        };
+        if !got.is_empty() {
+            fds.extend(got);
+        }
+        decode(payload, rx.lent()).map(Some)
+    }
+}
+
+/// The messages of a [`Receiver`] (or [`Channel`](crate::Channel)) as an iterator: [`Receiver::iter`].
+#[derive(Debug)]
+pub struct Messages<'a, Rx> {
+    receiver: &'a mut Receiver<Rx>,
+    done: bool,
+}
+
+impl<Rx: Decode> Iterator for Messages<'_, Rx> {
+    type Item = Result<Rx, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.receiver.recv() {
+            Ok(Some(message)) => Some(Ok(message)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(err) => {
+                self.done = matches!(
+                    err.kind(),
+                    ErrorKind::Unusable | ErrorKind::UnexpectedEof | ErrorKind::Io
+                );
+                Some(Err(err))
+            }
+        }
+    }
+}
+
+fn decode<Rx: Decode>(payload: Payload, buffer: &[u8]) -> Result<Rx, Error> {
+    match payload {
+        Payload::Lent(range) => Rx::decode(&buffer[range]),
+        Payload::Own(payload) => Rx::decode_owned(payload),
+    }
+}
+
+fn recv_how(nonblocking: bool) -> Recv {
+    Recv {
+        nonblocking,
+        record_len: false,
+    }
+}
+
+impl<Rx> fmt::Debug for Receiver<Rx> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("socket", &self.shared.socket)
+            .field("framing", &self.framing())
+            .field("read_timeout", &self.read_timeout)
+            .finish_non_exhaustive()
+    }
+}
