@@ -232,16 +232,23 @@ impl<Tx: Encode> Sender<Tx> {
         result
     }
 
-    /// Writes `parts` (one or more whole frames), `fds` with the first byte; keeps what
-    /// is left unsent if it stops part way.
+    /// Writes `parts` (one or more whole frames, in at most three parts), `fds` with the
+    /// first byte; keeps what is left unsent if it stops part way.
     fn write_frame(
         &mut self,
         parts: &[&[u8]],
         fds: &[BorrowedFd<'_>],
         deadline: Option<Instant>,
     ) -> Result<(), Error> {
-        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|part| IoSlice::new(part)).collect();
-        let mut slices = &mut slices[..];
+        // At most header, payload and trailer; empty parts are left out, so that a frame
+        // in one part goes out with a plain `send`.
+        let mut storage = [IoSlice::new(&[]); 3];
+        let mut count = 0;
+        for part in parts.iter().filter(|part| !part.is_empty()) {
+            storage[count] = IoSlice::new(part);
+            count += 1;
+        }
+        let mut slices = &mut storage[..count];
         let mut fds = fds;
         let mut sent_any = false;
         while !slices.iter().all(|slice| slice.is_empty()) {
