@@ -40,6 +40,13 @@ pub enum Framing {
 /// straight into a buffer of their own.
 const ASSEMBLE_IN_BUFFER: usize = 16 * 1024;
 
+/// The reader's buffer for length frames: many small frames per read.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// After a large payload, the next read at a frame boundary takes at most this much, so
+/// that a stream of large frames is read mostly straight into their own buffers.
+const READ_AFTER_LARGE: usize = 4096;
+
 /// The first allocation for a large payload: at most this much before its bytes come.
 const FIRST_GROWTH: usize = 1 << 20;
 
@@ -115,6 +122,8 @@ pub(crate) struct Decoder {
     /// that a long line is searched once, not again with every read.
     scanned: usize,
     partial: Option<Partial>,
+    /// Whether the last frame was large (read into a buffer of its own).
+    last_large: bool,
     broken: bool,
 }
 
@@ -129,6 +138,7 @@ impl Decoder {
             consumed: 0,
             scanned: 0,
             partial: None,
+            last_large: false,
             broken: false,
         }
     }
@@ -169,6 +179,7 @@ impl Decoder {
             }
             let mut partial = self.partial.take().expect("checked above");
             partial.payload.truncate(partial.total);
+            self.last_large = true;
             self.consumed = partial.payload_offset + partial.total as u64;
             return Ok(Some(Frame {
                 payload: Payload::Own(partial.payload),
@@ -238,6 +249,7 @@ impl Decoder {
         self.start += used;
         self.consumed += used as u64;
         self.scanned = 0;
+        self.last_large = false;
         Ok(Some(frame))
     }
 
@@ -289,6 +301,10 @@ impl Decoder {
     pub(crate) fn buffer_append(&mut self) -> Result<(&mut Vec<u8>, usize), Error> {
         self.make_room()?;
         let room = self.buf.capacity() - self.end;
+        let room = match self.last_large && self.start == self.end {
+            true => room.min(READ_AFTER_LARGE),
+            false => room,
+        };
         Ok((&mut self.buf, room))
     }
 
@@ -311,19 +327,15 @@ impl Decoder {
                 return Ok(());
             }
         }
-        // Full of one unfinished frame: grow. A length frame assembled here has at most
-        // ASSEMBLE_IN_BUFFER bytes of payload (larger ones get their own buffer), so reads
-        // stay small enough that a large payload is mostly read straight into its own
-        // buffer; a line has at most max + 1 bytes.
+        // Full of one unfinished frame (or empty): grow. A length frame assembled here has
+        // at most ASSEMBLE_IN_BUFFER bytes of payload (larger ones get their own buffer),
+        // and reads after a large one are short (READ_AFTER_LARGE), so a large payload is
+        // mostly read straight into its own buffer; a line has at most max + 1 bytes.
         let most = match self.framing {
-            Framing::Lines => {
-                ASSEMBLE_IN_BUFFER.max(self.max.saturating_add(length::MAX_HEADER + 1))
-            }
-            Framing::Length => ASSEMBLE_IN_BUFFER + length::MAX_HEADER,
+            Framing::Lines => READ_BUFFER.max(self.max.saturating_add(length::MAX_HEADER + 1)),
+            Framing::Length => READ_BUFFER,
         };
-        let grown = (self.end * 2)
-            .clamp(ASSEMBLE_IN_BUFFER, most)
-            .max(self.end + 1);
+        let grown = (self.end * 2).clamp(READ_BUFFER, most).max(self.end + 1);
         self.buf
             .try_reserve_exact(grown - self.end)
             .map_err(|_| out_of_memory(grown))
