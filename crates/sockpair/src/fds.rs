@@ -132,6 +132,7 @@ impl Socket {
     /// `recvmsg` into the spare capacity of `vec`, at most `most` bytes, as `how` says,
     /// appending received descriptors to `fds`; a truncated control message is reported,
     /// not an error.
+    #[inline]
     pub(crate) fn recv_append(
         &self,
         vec: &mut Vec<u8>,

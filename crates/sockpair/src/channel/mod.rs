@@ -362,6 +362,7 @@ fn accepts(socket: &Socket) -> io::Result<bool> {
 }
 
 /// When a timeout that starts now ends; `None` for none, or one too long for the clock.
+#[inline]
 pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
     timeout.and_then(|timeout| Instant::now().checked_add(timeout))
 }
@@ -369,6 +370,7 @@ pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
 /// Runs `op` on the socket until it succeeds: first waiting in `poll` (until `deadline`)
 /// if `poll_first`, and then telling `op` it must not block; else letting `op` block.
 /// A signal never ends the wait; a deadline that passes is `TimedOut`, naming `timeout`.
+#[inline]
 pub(crate) fn io_with<T>(
     socket: &Socket,
     deadline: Option<Instant>,

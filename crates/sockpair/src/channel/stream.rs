@@ -86,6 +86,7 @@ impl StreamRx {
     /// # Errors
     ///
     /// [`ErrorKind::TooLarge`] if memory for a large frame cannot be had.
+    #[inline]
     pub(crate) fn read_into(&mut self) -> Result<(&mut Vec<u8>, usize), Error> {
         // Two steps, for the borrow checker: is there a large payload, then lend it.
         if self.decoder.partial_payload()?.is_some() {
@@ -96,6 +97,7 @@ impl StreamRx {
 
     /// Notes a read into [`read_into`](StreamRx::read_into) of `n` bytes (more than 0)
     /// that brought `fds`, or whose descriptors were `lost`.
+    #[inline]
     pub(crate) fn received(&mut self, n: usize, fds: Vec<OwnedFd>, lost: bool) {
         let read_end = self.decoder.read_offset() + n as u64;
         self.decoder.filled(n);

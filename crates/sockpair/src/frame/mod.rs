@@ -298,6 +298,7 @@ impl Decoder {
     /// # Errors
     ///
     /// [`ErrorKind::TooLarge`] if memory for a long line cannot be had.
+    #[inline]
     pub(crate) fn buffer_append(&mut self) -> Result<(&mut Vec<u8>, usize), Error> {
         self.make_room()?;
         let room = self.buf.capacity() - self.end;
@@ -310,6 +311,7 @@ impl Decoder {
 
     /// Makes room in the buffer for at least one more byte, keeping its length at the
     /// bytes received.
+    #[inline]
     fn make_room(&mut self) -> Result<(), Error> {
         if self.start == self.end {
             self.start = 0;

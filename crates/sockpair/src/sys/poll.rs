@@ -12,6 +12,7 @@ pub(crate) use rustix::event::PollFlags as Events;
 /// Waits until `fd` is ready for `events` (or has an error or hang-up), or until
 /// `deadline` (`None`: no deadline). Returns `false` if the deadline passed first. A
 /// signal that interrupts the wait does not end it: the time left is recomputed.
+#[inline]
 pub(crate) fn poll_until(
     fd: impl AsFd,
     events: PollFlags,
