@@ -152,7 +152,12 @@ impl<Rx: Decode> Receiver<Rx> {
             // data this end sent (the kernel's wake-up for writers reaches it too), two
             // context switches for nothing. Right after a send that is what the peer
             // does, so then wait in `poll` for input, which nothing else ends.
-            let sent = self.shared.sent_since_read.swap(false, Ordering::Relaxed);
+            // A load and a store, not a swap: no locked instruction on the hot path (a
+            // send racing in between only costs one wait in `recv` instead of `poll`).
+            let sent = self.shared.sent_since_read.load(Ordering::Relaxed);
+            if sent {
+                self.shared.sent_since_read.store(false, Ordering::Relaxed);
+            }
             let poll_first = sent || deadline.is_some();
             let timeout = ("read_timeout", self.read_timeout);
             let mut arrived = Vec::new();
