@@ -361,37 +361,59 @@ fn accepts(socket: &Socket) -> io::Result<bool> {
     Ok(socket.pass_rights()?.unwrap_or(true))
 }
 
-/// When a timeout that starts now ends; `None` for none, or one too long for the clock.
-#[inline]
-pub(crate) fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|timeout| Instant::now().checked_add(timeout))
+/// What one send or receive may wait for: its socket, when its timeout ends, and which
+/// timeout that is (for the error that says so).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Waits<'a> {
+    pub(crate) socket: &'a Socket,
+    deadline: Option<Instant>,
+    timeout: (&'static str, Option<Duration>),
 }
 
-/// Runs `op` on the socket until it succeeds: first waiting in `poll` (until `deadline`)
-/// if `poll_first`, and then telling `op` it must not block; else letting `op` block.
-/// A signal never ends the wait; a deadline that passes is `TimedOut`, naming `timeout`.
-#[inline]
-pub(crate) fn io_with<T>(
-    socket: &Socket,
-    deadline: Option<Instant>,
-    poll_first: bool,
-    events: Events,
-    timeout: (&str, Option<Duration>),
-    mut op: impl FnMut(&Socket, bool) -> io::Result<T>,
-) -> io::Result<T> {
-    loop {
-        if poll_first && !poll_until(socket, events, deadline)? {
-            let (name, after) = timeout;
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("{name} of {:?} passed", after.unwrap_or_default()),
-            ));
+impl<'a> Waits<'a> {
+    /// Waits on `socket` for at most `timeout` (named `name`) from now; `None`, or a
+    /// timeout too long for the clock, is no limit.
+    #[inline]
+    pub(crate) fn new(socket: &'a Socket, name: &'static str, timeout: Option<Duration>) -> Self {
+        Waits {
+            socket,
+            deadline: timeout.and_then(|timeout| Instant::now().checked_add(timeout)),
+            timeout: (name, timeout),
         }
-        match op(socket, poll_first) {
-            Ok(value) => return Ok(value),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock && poll_first => {}
-            Err(err) => return Err(err),
+    }
+
+    /// Whether there is a deadline.
+    #[inline]
+    pub(crate) fn limited(&self) -> bool {
+        self.deadline.is_some()
+    }
+
+    /// Runs `op` on the socket until it succeeds: first waiting in `poll` (until the
+    /// deadline) if `poll_first` or there is a deadline, and then telling `op` it must
+    /// not block; else letting `op` block. A signal never ends the wait; a deadline that
+    /// passes is `TimedOut`, naming the timeout.
+    #[inline]
+    pub(crate) fn run<T>(
+        &self,
+        events: Events,
+        poll_first: bool,
+        mut op: impl FnMut(&Socket, bool) -> io::Result<T>,
+    ) -> io::Result<T> {
+        let poll_first = poll_first || self.limited();
+        loop {
+            if poll_first && !poll_until(self.socket, events, self.deadline)? {
+                let (name, after) = self.timeout;
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("{name} of {:?} passed", after.unwrap_or_default()),
+                ));
+            }
+            match op(self.socket, poll_first) {
+                Ok(value) => return Ok(value),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock && poll_first => {}
+                Err(err) => return Err(err),
+            }
         }
     }
 }

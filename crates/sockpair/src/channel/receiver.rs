@@ -5,11 +5,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use super::records::Record;
-use super::{RxCore, Shared, deadline, io_error, io_with, memfd};
+use super::records::RecordRx;
+use super::stream::StreamRx;
+use super::{RxCore, Shared, Waits, io_error, memfd};
 use crate::error::{Error, ErrorKind};
 use crate::frame::{Framing, Payload};
 use crate::message::Decode;
@@ -115,10 +117,10 @@ impl<Rx: Decode> Receiver<Rx> {
     ///
     /// As [`recv`](Receiver::recv).
     pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
-        let deadline = deadline(self.read_timeout);
+        let waits = Waits::new(&self.shared.socket, "read_timeout", self.read_timeout);
         match &mut self.core {
-            RxCore::Stream(_) => self.recv_stream(fds, deadline),
-            RxCore::Records(_) => self.recv_record(fds, deadline),
+            RxCore::Stream(rx) => recv_frame(rx, &self.shared.sent_since_read, waits, fds),
+            RxCore::Records(rx) => recv_record(rx, waits, fds),
         }
     }
 
@@ -131,99 +133,81 @@ impl<Rx: Decode> Receiver<Rx> {
             done: false,
         }
     }
+}
 
-    fn recv_stream(
-        &mut self,
-        fds: &mut Vec<OwnedFd>,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Rx>, Error> {
-        let RxCore::Stream(rx) = &mut self.core else {
-            unreachable!("called for streams")
-        };
-        let socket = &self.shared.socket;
-        loop {
-            if let Some(frame) = rx.next()? {
-                if !frame.fds.is_empty() {
-                    fds.extend(frame.fds);
-                }
-                return decode(frame.payload, rx.buffer()).map(Some);
+/// Receives one frame from a stream, reading until one is whole.
+fn recv_frame<Rx: Decode>(
+    rx: &mut StreamRx,
+    sent_since_read: &AtomicBool,
+    waits: Waits<'_>,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<Option<Rx>, Error> {
+    loop {
+        if let Some(frame) = rx.next()? {
+            if !frame.fds.is_empty() {
+                fds.extend(frame.fds);
             }
-            // A reader blocked in `recv` on a stream is woken each time the peer takes
-            // data this end sent (the kernel's wake-up for writers reaches it too), two
-            // context switches for nothing. Right after a send that is what the peer
-            // does, so then wait in `poll` for input, which nothing else ends.
-            // A load and a store, not a swap: no locked instruction on the hot path (a
-            // send racing in between only costs one wait in `recv` instead of `poll`).
-            let sent = self.shared.sent_since_read.load(Ordering::Relaxed);
-            if sent {
-                self.shared.sent_since_read.store(false, Ordering::Relaxed);
-            }
-            let poll_first = sent || deadline.is_some();
-            let timeout = ("read_timeout", self.read_timeout);
-            let mut arrived = Vec::new();
-            let (into, most) = rx.read_into()?;
-            let received = io_with(
-                socket,
-                deadline,
-                poll_first,
-                Events::IN,
-                timeout,
-                |socket, nonblocking| {
-                    socket.recv_append(into, most, &mut arrived, recv_how(nonblocking))
-                },
-            )
-            .map_err(|err| io_error("receive", err))?;
-            if received.bytes == 0 {
-                rx.eof()?;
-                return Ok(None);
-            }
-            rx.received(received.bytes, arrived, received.fds_lost);
+            return decode(frame.payload, rx.buffer()).map(Some);
         }
-    }
-
-    fn recv_record(
-        &mut self,
-        fds: &mut Vec<OwnedFd>,
-        deadline: Option<Instant>,
-    ) -> Result<Option<Rx>, Error> {
-        let RxCore::Records(rx) = &mut self.core else {
-            unreachable!("called for records")
-        };
-        if let Some(payload) = rx.held() {
-            return decode(payload, rx.lent()).map(Some);
+        // A reader blocked in `recv` on a stream is woken each time the peer takes data
+        // this end sent (the kernel's wake-up for writers reaches it too), two context
+        // switches for nothing. Right after a send that is what the peer does, so then
+        // wait in `poll` for input, which nothing else ends. A load and a store, not a
+        // swap: no locked instruction on the hot path (a send racing in between only
+        // costs one wait in `recv` instead of `poll`).
+        let sent = sent_since_read.load(Ordering::Relaxed);
+        if sent {
+            sent_since_read.store(false, Ordering::Relaxed);
         }
         let mut arrived = Vec::new();
-        let buffer = rx.buffer()?;
-        let received = io_with(
-            &self.shared.socket,
-            deadline,
-            deadline.is_some(),
-            Events::IN,
-            ("read_timeout", self.read_timeout),
-            |socket, nonblocking| {
-                let how = Recv {
-                    nonblocking,
-                    record_len: true,
-                };
-                socket.recv_append(buffer, buffer.capacity(), &mut arrived, how)
-            },
-        )
-        .map_err(|err| io_error("receive", err))?;
-        let (payload, got) = match rx.received(received, arrived)? {
-            Record::Eof => return Ok(None),
-            Record::Message(payload, got) => (payload, got),
-            Record::MaybeLarge(mut got) if got.last().is_some_and(memfd::is_sealed) => {
-                let sealed = got.pop().expect("checked above");
-                let payload = memfd::read(sealed, rx.max())?;
-                rx.deliver(Payload::Own(payload), got)?
-            }
-            Record::MaybeLarge(got) => rx.deliver(Payload::Lent(0..0), got)?,
-        };
-        if !got.is_empty() {
-            fds.extend(got);
+        let (into, most) = rx.read_into()?;
+        let received = waits
+            .run(Events::IN, sent, |socket, nonblocking| {
+                socket.recv_append(into, most, &mut arrived, recv_how(nonblocking))
+            })
+            .map_err(|err| io_error("receive", err))?;
+        if received.bytes == 0 {
+            rx.eof()?;
+            return Ok(None);
         }
-        decode(payload, rx.lent()).map(Some)
+        rx.received(received.bytes, arrived, received.fds_lost);
     }
+}
+
+/// Receives one record, and the message it carries (a large one from its memfd).
+fn recv_record<Rx: Decode>(
+    rx: &mut RecordRx,
+    waits: Waits<'_>,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<Option<Rx>, Error> {
+    if let Some(payload) = rx.held() {
+        return decode(payload, rx.lent()).map(Some);
+    }
+    let mut arrived = Vec::new();
+    let buffer = rx.buffer()?;
+    let received = waits
+        .run(Events::IN, false, |socket, nonblocking| {
+            let how = Recv {
+                nonblocking,
+                record_len: true,
+            };
+            socket.recv_append(buffer, buffer.capacity(), &mut arrived, how)
+        })
+        .map_err(|err| io_error("receive", err))?;
+    let (payload, got) = match rx.received(received, arrived)? {
+        Record::Eof => return Ok(None),
+        Record::Message(payload, got) => (payload, got),
+        Record::MaybeLarge(mut got) if got.last().is_some_and(memfd::is_sealed) => {
+            let sealed = got.pop().expect("checked above");
+            let payload = memfd::read(sealed, rx.max())?;
+            rx.deliver(Payload::Own(payload), got)?
+        }
+        Record::MaybeLarge(got) => rx.deliver(Payload::Lent(0..0), got)?,
+    };
+    if !got.is_empty() {
+        fds.extend(got);
+    }
+    decode(payload, rx.lent()).map(Some)
 }
 
 /// The messages of a [`Receiver`] (or [`Channel`](crate::Channel)) as an iterator: [`Receiver::iter`].

@@ -7,12 +7,13 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::net::SendFlags;
 
+use super::stream::StreamTx;
 use super::stream::TINY;
-use super::{Shared, TxCore, deadline, io_error, io_with, memfd};
+use super::{Shared, TxCore, Waits, io_error, memfd};
 use crate::error::{Error, ErrorKind};
 use crate::fds::MAX_FDS_PER_MESSAGE;
 use crate::frame::length;
@@ -62,29 +63,11 @@ impl<Tx> Sender<Tx> {
     /// [`ErrorKind::TimedOut`], [`ErrorKind::WouldBlock`] (the rest is still kept), or
     /// [`ErrorKind::Io`] with the kernel's error.
     pub fn flush(&mut self) -> Result<(), Error> {
-        let deadline = deadline(self.write_timeout);
-        self.flush_until(deadline)
-    }
-
-    fn flush_until(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        let TxCore::Stream(tx) = &mut self.core else {
-            return Ok(()); // a record goes whole or not at all
-        };
-        while !tx.unsent().is_empty() {
-            let n = io_with(
-                &self.shared.socket,
-                deadline,
-                deadline.is_some(),
-                Events::OUT,
-                ("write_timeout", self.write_timeout),
-                |socket, nonblocking| {
-                    socket.send_msg(&[IoSlice::new(tx.unsent())], &[], send_flags(nonblocking))
-                },
-            )
-            .map_err(|err| io_error("send", err))?;
-            tx.sent_unsent(n);
+        let waits = Waits::new(&self.shared.socket, "write_timeout", self.write_timeout);
+        match &mut self.core {
+            TxCore::Stream(tx) => flush(tx, waits),
+            TxCore::Records => Ok(()), // a record goes whole or not at all
         }
-        Ok(())
     }
 }
 
@@ -146,6 +129,7 @@ impl<Tx: Encode> Sender<Tx> {
         &mut self,
         messages: impl IntoIterator<Item = &'m M>,
     ) -> Result<(), Error> {
+        let waits = Waits::new(&self.shared.socket, "write_timeout", self.write_timeout);
         let TxCore::Stream(tx) = &mut self.core else {
             return messages
                 .into_iter()
@@ -165,178 +149,157 @@ impl<Tx: Encode> Sender<Tx> {
         });
         self.scratch = scratch;
         let result = gathered.and_then(|()| {
-            let deadline = deadline(self.write_timeout);
-            self.flush_until(deadline)?;
-            self.write_frame(&[&gather], &[], deadline)
+            flush(tx, waits)?;
+            write_frame(tx, waits, &[&gather], &[])
         });
-        if let TxCore::Stream(tx) = &mut self.core {
-            tx.gather = gather;
-        }
+        tx.gather = gather;
         result
     }
 
     fn send_payload(&mut self, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
         self.shared.sent_since_read.store(true, Ordering::Relaxed);
-        let deadline = deadline(self.write_timeout);
-        let TxCore::Stream(tx) = &mut self.core else {
-            return self.send_record(payload, fds, deadline);
-        };
-        if !tx.unsent().is_empty() {
-            self.flush_until(deadline)?;
-            return self.send_frame(payload, fds, deadline);
+        let waits = Waits::new(&self.shared.socket, "write_timeout", self.write_timeout);
+        match &mut self.core {
+            TxCore::Stream(tx) => send_frame(tx, waits, payload, fds),
+            TxCore::Records => send_record(waits, payload, fds),
         }
-        if fds.is_empty() && deadline.is_none() {
-            // The most common message of all, on the shortest path: built on the stack
-            // and written with one `send`.
-            let mut frame = [0; TINY + 4];
-            if let Some(len) = tx.tiny(payload, &mut frame) {
-                match self.shared.socket.send(&frame[..len]) {
-                    Ok(n) if n == len => return Ok(()),
-                    Ok(n) => {
-                        tx.keep_unsent(&[&frame[n..len]]);
-                        return self.flush_until(None);
-                    }
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {} // retried below
-                    Err(err) => return Err(peer_refused(io_error("send", err), fds)),
-                }
-            }
-        }
-        self.send_frame(payload, fds, deadline)
     }
+}
 
-    fn send_frame(
-        &mut self,
-        payload: &[u8],
-        fds: &[BorrowedFd<'_>],
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        let TxCore::Stream(tx) = &mut self.core else {
-            unreachable!("only streams have frames")
-        };
-        let mut header = [0; length::MAX_HEADER];
-        let parts = tx.parts(payload, &mut header)?;
-        if !fds.is_empty() || payload.len() > GATHER_BELOW {
-            return self.write_frame(&parts, fds, deadline);
-        }
-        // A small frame is cheaper copied into one buffer and sent with a plain `send`
-        // than gathered by `sendmsg`.
-        let mut gather = std::mem::take(&mut tx.gather);
-        gather.clear();
-        for part in parts {
-            gather.extend_from_slice(part);
-        }
-        let result = self.write_frame(&[&gather], &[], deadline);
-        if let TxCore::Stream(tx) = &mut self.core {
-            tx.gather = gather;
-        }
-        result
-    }
-
-    /// Writes `parts` (one or more whole frames, in at most three parts), `fds` with the
-    /// first byte; keeps what is left unsent if it stops part way.
-    fn write_frame(
-        &mut self,
-        parts: &[&[u8]],
-        fds: &[BorrowedFd<'_>],
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        // At most header, payload and trailer; empty parts are left out, so that a frame
-        // in one part goes out with a plain `send`.
-        let mut storage = [IoSlice::new(&[]); 3];
-        let mut count = 0;
-        for part in parts.iter().filter(|part| !part.is_empty()) {
-            storage[count] = IoSlice::new(part);
-            count += 1;
-        }
-        let mut slices = &mut storage[..count];
-        let mut fds = fds;
-        let mut sent_any = false;
-        while !slices.iter().all(|slice| slice.is_empty()) {
-            match io_with(
-                &self.shared.socket,
-                deadline,
-                deadline.is_some(),
-                Events::OUT,
-                ("write_timeout", self.write_timeout),
-                |socket, nonblocking| socket.send_msg(slices, fds, send_flags(nonblocking)),
-            ) {
+/// Sends one frame, after what an earlier one left unsent, if anything.
+fn send_frame(
+    tx: &mut StreamTx,
+    waits: Waits<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
+    if !tx.unsent().is_empty() {
+        flush(tx, waits)?;
+    } else if fds.is_empty() && !waits.limited() {
+        // The most common message of all, on the shortest path: built on the stack and
+        // written with one `send`.
+        let mut frame = [0; TINY + 4];
+        if let Some(len) = tx.tiny(payload, &mut frame) {
+            match waits.socket.send(&frame[..len]) {
+                Ok(n) if n == len => return Ok(()),
                 Ok(n) => {
-                    fds = &[]; // they went with the first byte
-                    sent_any |= n > 0;
-                    IoSlice::advance_slices(&mut slices, n);
+                    tx.keep_unsent(&[&frame[n..len]]);
+                    return flush(tx, waits);
                 }
-                Err(err) => {
-                    if sent_any {
-                        // The peer is inside a frame: the next send completes it first.
-                        let rest: Vec<&[u8]> = slices.iter().map(|slice| &**slice).collect();
-                        if let TxCore::Stream(tx) = &mut self.core {
-                            tx.keep_unsent(&rest);
-                        }
-                    }
-                    return Err(peer_refused(io_error("send", err), fds));
-                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {} // retried below
+                Err(err) => return Err(io_error("send", err)),
             }
         }
-        Ok(())
     }
+    let mut header = [0; length::MAX_HEADER];
+    let parts = tx.parts(payload, &mut header)?;
+    if !fds.is_empty() || payload.len() > GATHER_BELOW {
+        return write_frame(tx, waits, &parts, fds);
+    }
+    // A small frame is cheaper copied into one buffer and sent with a plain `send` than
+    // gathered by `sendmsg`.
+    let mut gather = std::mem::take(&mut tx.gather);
+    gather.clear();
+    for part in parts {
+        gather.extend_from_slice(part);
+    }
+    let result = write_frame(tx, waits, &[&gather], &[]);
+    tx.gather = gather;
+    result
+}
 
-    fn send_record(
-        &mut self,
-        payload: &[u8],
-        fds: &[BorrowedFd<'_>],
-        deadline: Option<Instant>,
-    ) -> Result<(), Error> {
-        if payload.is_empty() && fds.last().is_some_and(|&fd| memfd::is_sealed(fd)) {
-            return Err(Error::new(
-                ErrorKind::Encode,
-                "an empty message whose last descriptor is a sealed memfd is how a large message \
-                 is marked on records; add a byte or put another descriptor last",
-            ));
-        }
-        let socket = &self.shared.socket;
-        let timeout = ("write_timeout", self.write_timeout);
-        let sent = io_with(
-            socket,
-            deadline,
-            deadline.is_some(),
-            Events::OUT,
-            timeout,
-            |socket, nonblocking| {
-                socket.send_msg(&[IoSlice::new(payload)], fds, send_flags(nonblocking))
-            },
-        );
-        match sent {
-            // Too large for one record (EMSGSIZE), or for the kernel's allocator
-            // (ENOBUFS, past about 4 MiB whatever the socket buffer).
-            Err(err) if matches!(err.raw_os_error(), Some(libc::EMSGSIZE | libc::ENOBUFS)) => {}
-            other => {
-                return other
-                    .map(drop)
-                    .map_err(|err| peer_refused(io_error("send", err), fds));
+/// Writes what an earlier send left unsent.
+fn flush(tx: &mut StreamTx, waits: Waits<'_>) -> Result<(), Error> {
+    while !tx.unsent().is_empty() {
+        let n = waits
+            .run(Events::OUT, false, |socket, nonblocking| {
+                socket.send_msg(&[IoSlice::new(tx.unsent())], &[], send_flags(nonblocking))
+            })
+            .map_err(|err| io_error("send", err))?;
+        tx.sent_unsent(n);
+    }
+    Ok(())
+}
+
+/// Writes `parts` (one or more whole frames, in at most three parts), `fds` with the
+/// first byte; keeps what is left unsent in `tx` if it stops part way.
+fn write_frame(
+    tx: &mut StreamTx,
+    waits: Waits<'_>,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
+    // At most header, payload and trailer; empty parts are left out, so that a frame in
+    // one part goes out with a plain `send`.
+    let mut storage = [IoSlice::new(&[]); 3];
+    let mut count = 0;
+    for part in parts.iter().filter(|part| !part.is_empty()) {
+        storage[count] = IoSlice::new(part);
+        count += 1;
+    }
+    let mut slices = &mut storage[..count];
+    let mut fds = fds;
+    let mut sent_any = false;
+    while !slices.iter().all(|slice| slice.is_empty()) {
+        match waits.run(Events::OUT, false, |socket, nonblocking| {
+            socket.send_msg(slices, fds, send_flags(nonblocking))
+        }) {
+            Ok(n) => {
+                fds = &[]; // they went with the first byte
+                sent_any |= n > 0;
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Err(err) => {
+                if sent_any {
+                    // The peer is inside a frame: the next send completes it first.
+                    let rest: Vec<&[u8]> = slices.iter().map(|slice| &**slice).collect();
+                    tx.keep_unsent(&rest);
+                }
+                return Err(peer_refused(io_error("send", err), fds));
             }
         }
-        // Too large for one record: hand it over as a sealed memfd.
-        if fds.len() == MAX_FDS_PER_MESSAGE {
-            return Err(Error::new(
-                ErrorKind::Fds,
-                "a message too large for a record needs one descriptor more than the 253 given",
-            ));
+    }
+    Ok(())
+}
+
+/// Sends one record, or, for a message too large for a record, a sealed memfd in one.
+fn send_record(waits: Waits<'_>, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+    if payload.is_empty() && fds.last().is_some_and(|&fd| memfd::is_sealed(fd)) {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            "an empty message whose last descriptor is a sealed memfd is how a large message \
+             is marked on records; add a byte or put another descriptor last",
+        ));
+    }
+    let sent = waits.run(Events::OUT, false, |socket, nonblocking| {
+        socket.send_msg(&[IoSlice::new(payload)], fds, send_flags(nonblocking))
+    });
+    match sent {
+        // Too large for one record (EMSGSIZE), or for the kernel's allocator (ENOBUFS,
+        // past about 4 MiB whatever the socket buffer).
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EMSGSIZE | libc::ENOBUFS)) => {}
+        other => {
+            return other
+                .map(drop)
+                .map_err(|err| peer_refused(io_error("send", err), fds));
         }
-        let sealed =
-            memfd::seal(payload).map_err(|err| io_error("seal a large message in a memfd", err))?;
-        let mut all: Vec<BorrowedFd<'_>> = fds.to_vec();
-        all.push(sealed.as_fd());
-        io_with(
-            socket,
-            deadline,
-            deadline.is_some(),
-            Events::OUT,
-            timeout,
-            |socket, nonblocking| socket.send_msg(&[], &all, send_flags(nonblocking)),
-        )
+    }
+    if fds.len() == MAX_FDS_PER_MESSAGE {
+        return Err(Error::new(
+            ErrorKind::Fds,
+            "a message too large for a record needs one descriptor more than the 253 given",
+        ));
+    }
+    let sealed =
+        memfd::seal(payload).map_err(|err| io_error("seal a large message in a memfd", err))?;
+    let mut all: Vec<BorrowedFd<'_>> = fds.to_vec();
+    all.push(sealed.as_fd());
+    waits
+        .run(Events::OUT, false, |socket, nonblocking| {
+            socket.send_msg(&[], &all, send_flags(nonblocking))
+        })
         .map(drop)
         .map_err(|err| peer_refused(io_error("send", err), &all))
-    }
 }
 
 fn send_flags(nonblocking: bool) -> SendFlags {
