@@ -129,18 +129,17 @@ impl Socket {
         Ok(received.bytes)
     }
 
-    /// `recvmsg` into the spare capacity of `vec`, at most `most` bytes, as `how` says,
-    /// appending received descriptors to `fds`; a truncated control message is reported,
-    /// not an error.
+    /// `recvmsg` into the spare capacity of each target `Vec` in turn, at most its
+    /// `usize` bytes into each, as `how` says, appending received descriptors to `fds`; a
+    /// truncated control message is reported, not an error.
     #[inline]
-    pub(crate) fn recv_append(
+    pub(crate) fn recv_append<'v>(
         &self,
-        vec: &mut Vec<u8>,
-        most: usize,
+        targets: impl IntoIterator<Item = (&'v mut Vec<u8>, usize)>,
         fds: &mut Vec<OwnedFd>,
         how: Recv,
     ) -> io::Result<Received> {
-        sys::recvmsg::recvmsg_append(self, vec, most, fds, how)
+        sys::recvmsg::recvmsg_append(self, targets, fds, how)
     }
 
     /// Whether this socket accepts descriptors (`SO_PASSRIGHTS`); `None` before Linux

@@ -160,10 +160,10 @@ fn recv_frame<Rx: Decode>(
             sent_since_read.store(false, Ordering::Relaxed);
         }
         let mut arrived = Vec::new();
-        let (into, most) = rx.read_into()?;
+        rx.prepare_read()?;
         let received = waits
             .run(Events::IN, sent, |socket, nonblocking| {
-                socket.recv_append(into, most, &mut arrived, recv_how(nonblocking))
+                socket.recv_append(rx.targets(), &mut arrived, recv_how(nonblocking))
             })
             .map_err(|err| io_error("receive", err))?;
         if received.bytes == 0 {
@@ -191,7 +191,8 @@ fn recv_record<Rx: Decode>(
                 nonblocking,
                 record_len: true,
             };
-            socket.recv_append(buffer, buffer.capacity(), &mut arrived, how)
+            let most = buffer.capacity();
+            socket.recv_append([(&mut *buffer, most)], &mut arrived, how)
         })
         .map_err(|err| io_error("receive", err))?;
     let (payload, got) = match rx.received(received, arrived)? {

@@ -80,22 +80,23 @@ impl StreamRx {
         }
     }
 
-    /// Where the next read goes: into the spare capacity of a large payload's own
-    /// buffer, or of the decoder's, at most this many bytes (nothing is zeroed first).
+    /// Readies the buffers of the next read (see [`Decoder::prepare_read`]).
     ///
     /// # Errors
     ///
     /// [`ErrorKind::TooLarge`] if memory for a large frame cannot be had.
     #[inline]
-    pub(crate) fn read_into(&mut self) -> Result<(&mut Vec<u8>, usize), Error> {
-        // Two steps, for the borrow checker: is there a large payload, then lend it.
-        if self.decoder.partial_payload()?.is_some() {
-            return Ok(self.decoder.partial_payload()?.expect("checked above"));
-        }
-        self.decoder.buffer_append()
+    pub(crate) fn prepare_read(&mut self) -> Result<(), Error> {
+        self.decoder.prepare_read()
     }
 
-    /// Notes a read into [`read_into`](StreamRx::read_into) of `n` bytes (more than 0)
+    /// The buffers readied, to read into in turn (see [`Decoder::targets`]).
+    #[inline]
+    pub(crate) fn targets(&mut self) -> impl Iterator<Item = (&mut Vec<u8>, usize)> {
+        self.decoder.targets()
+    }
+
+    /// Notes a read into [`targets`](StreamRx::targets) of `n` bytes in all (more than 0)
     /// that brought `fds`, or whose descriptors were `lost`.
     #[inline]
     pub(crate) fn received(&mut self, n: usize, fds: Vec<OwnedFd>, lost: bool) {

@@ -15,6 +15,7 @@
 pub(crate) mod length;
 pub(crate) mod lines;
 
+use std::collections::VecDeque;
 use std::io::{IoSlice, Read, Write};
 use std::ops::Range;
 
@@ -49,6 +50,28 @@ const READ_AFTER_LARGE: usize = 4096;
 
 /// The first allocation for a large payload: at most this much before its bytes come.
 const FIRST_GROWTH: usize = 1 << 20;
+
+/// Length frames from this size on are predicted: when two in a row are as long, the
+/// next read expects more of that length, and puts each one's payload straight into a
+/// buffer of its own (the message handed out), never copied. Below it a copy costs
+/// less than the scattering read.
+const PREDICT_FROM: usize = 512;
+
+/// Length frames up to this size are predicted; a larger one may well be a one-off,
+/// and is read into its own buffer anyway (see [`ASSEMBLE_IN_BUFFER`]).
+const PREDICT_UP_TO: usize = 4 << 20;
+
+/// The most frames one read expects (each a header and a payload buffer): enough to
+/// fill [`READ_BUFFER`] with 4 KiB frames.
+pub(crate) const MOST_PREDICTED: usize = 16;
+
+/// The buffers of one predicted frame: its 4-byte header, and its payload's own
+/// buffer, which becomes the message.
+#[derive(Debug, Default)]
+struct Slot {
+    head: Vec<u8>,
+    payload: Vec<u8>,
+}
 
 /// A frame cut from the stream, with the stream offsets of its first byte and of the
 /// byte after it (to match it with descriptors that arrived meanwhile).
@@ -95,7 +118,7 @@ struct Partial {
 
 impl Partial {
     /// Zeroed space for a `Read`, a chunk at a time (`filled` trims what stays unread);
-    /// `partial_payload` avoids the zeroing where the reader allows.
+    /// `Decoder::targets` avoids the zeroing where the reader allows.
     fn spare(&mut self) -> Result<&mut [u8], Error> {
         grow(&mut self.payload, self.total)?;
         let room = self.payload.capacity() - self.received;
@@ -124,6 +147,18 @@ pub(crate) struct Decoder {
     partial: Option<Partial>,
     /// Whether the last frame was large (read into a buffer of its own).
     last_large: bool,
+    /// The payload length of the last frame, and the length the next ones are expected
+    /// to have (0: none).
+    last_len: usize,
+    predicted: usize,
+    /// The buffers of predicted frames (kept from read to read), how many of them the
+    /// pending read fills (0: it is not predicted), and how much it may put in the
+    /// buffer after them (or, into a large payload's own buffer, at all).
+    slots: Vec<Slot>,
+    predicting: usize,
+    rest: usize,
+    /// Frames that a predicted read brought whole, to hand out first.
+    ready: VecDeque<Frame>,
     broken: bool,
 }
 
@@ -139,6 +174,12 @@ impl Decoder {
             scanned: 0,
             partial: None,
             last_large: false,
+            last_len: 0,
+            predicted: 0,
+            slots: Vec::new(),
+            predicting: 0,
+            rest: 0,
+            ready: VecDeque::new(),
             broken: false,
         }
     }
@@ -155,7 +196,8 @@ impl Decoder {
     /// The next whole frame from what has been fed, `Ok(None)` if more bytes are needed.
     #[inline]
     pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, Error> {
-        if self.start == self.end && self.partial.is_none() && !self.broken {
+        if self.start == self.end && self.partial.is_none() && self.ready.is_empty() && !self.broken
+        {
             return Ok(None); // nothing buffered: the common case before a read
         }
         self.next_buffered_frame()
@@ -173,6 +215,9 @@ impl Decoder {
     }
 
     fn cut(&mut self) -> Result<Option<Frame>, Error> {
+        if let Some(frame) = self.ready.pop_front() {
+            return Ok(Some(frame));
+        }
         if let Some(partial) = &self.partial {
             if partial.received < partial.total {
                 return Ok(None);
@@ -180,6 +225,7 @@ impl Decoder {
             let mut partial = self.partial.take().expect("checked above");
             partial.payload.truncate(partial.total);
             self.last_large = true;
+            self.expect_after(partial.total);
             self.consumed = partial.payload_offset + partial.total as u64;
             return Ok(Some(Frame {
                 payload: Payload::Own(partial.payload),
@@ -250,6 +296,9 @@ impl Decoder {
         self.consumed += used as u64;
         self.scanned = 0;
         self.last_large = false;
+        if self.framing == Framing::Length {
+            self.expect_after(len);
+        }
         Ok(Some(frame))
     }
 
@@ -285,28 +334,152 @@ impl Decoder {
         }
         self.make_room()?;
         // Zeroed space for a `Read`, at most a chunk at a time (`filled` trims what stays
-        // unread); `buffer_append` avoids the zeroing where the reader allows.
+        // unread); `targets` avoids the zeroing where the reader allows.
         let chunk = (self.buf.capacity() - self.end).min(1 << 20);
         self.buf.resize(self.end + chunk, 0);
         Ok(&mut self.buf[self.end..])
     }
 
-    /// The buffer holding exactly the bytes received and not yet cut, with spare
-    /// capacity for more, and how much: a reader that can read into uninitialised
-    /// capacity appends to it directly, then calls [`filled`](Decoder::filled).
+    /// What to expect after a length frame of `len` bytes: more as long, if the one
+    /// before was as long too and the length is worth predicting.
+    fn expect_after(&mut self, len: usize) {
+        let worth = (PREDICT_FROM..=PREDICT_UP_TO).contains(&len);
+        self.predicted = match worth && len == self.last_len {
+            true => len,
+            false => 0,
+        };
+        self.last_len = len;
+    }
+
+    /// Readies the buffers of the next read, [`targets`](Decoder::targets): a large
+    /// payload's own buffer; or, when nothing is buffered and frames of a known length
+    /// are coming, the headers and payload buffers of as many as fit
+    /// [`READ_BUFFER`] (at most [`MOST_PREDICTED`]), then the decoder's buffer; else the
+    /// decoder's buffer.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::TooLarge`] if memory for a long line cannot be had.
+    /// [`ErrorKind::TooLarge`] if memory for a large frame or a long line cannot be had.
     #[inline]
-    pub(crate) fn buffer_append(&mut self) -> Result<(&mut Vec<u8>, usize), Error> {
+    pub(crate) fn prepare_read(&mut self) -> Result<(), Error> {
+        self.predicting = 0;
+        if let Some(partial) = self.partial.as_mut() {
+            partial.payload.truncate(partial.received);
+            grow(&mut partial.payload, partial.total)?;
+            self.rest = partial.total - partial.received;
+            return Ok(());
+        }
         self.make_room()?;
         let room = self.buf.capacity() - self.end;
-        let room = match self.last_large && self.start == self.end {
+        let nothing_buffered = self.start == self.end;
+        if nothing_buffered && self.predicted > 0 {
+            let count = (READ_BUFFER / (self.predicted + 4)).clamp(1, MOST_PREDICTED);
+            if self.prepare_slots(count) {
+                self.predicting = count;
+                // A large frame is read alone, so that the next one starts a read too.
+                self.rest = match self.predicted > ASSEMBLE_IN_BUFFER {
+                    true => 0,
+                    false => room,
+                };
+                return Ok(());
+            }
+        }
+        self.rest = match self.last_large && nothing_buffered {
             true => room.min(READ_AFTER_LARGE),
             false => room,
         };
-        Ok((&mut self.buf, room))
+        Ok(())
+    }
+
+    /// Empties `count` slots and gives each room for a predicted frame; `false` (and
+    /// no more prediction) if memory cannot be had.
+    fn prepare_slots(&mut self, count: usize) -> bool {
+        if self.slots.len() < count {
+            self.slots.resize_with(count, Slot::default);
+        }
+        let len = self.predicted;
+        let ok = self.slots[..count].iter_mut().all(|slot| {
+            slot.head.clear();
+            slot.payload.clear();
+            slot.head.try_reserve(4).is_ok() && slot.payload.try_reserve(len).is_ok()
+        });
+        if !ok {
+            self.predicted = 0;
+            self.slots = Vec::new();
+        }
+        ok
+    }
+
+    /// The buffers that [`prepare_read`](Decoder::prepare_read) readied, to fill in
+    /// turn, each with the most bytes it takes, into its spare capacity (nothing is
+    /// zeroed first); then [`filled`](Decoder::filled).
+    #[inline]
+    pub(crate) fn targets(&mut self) -> impl Iterator<Item = (&mut Vec<u8>, usize)> {
+        let len = self.predicted;
+        let (slots, last) = match &mut self.partial {
+            Some(partial) => (&mut self.slots[..0], &mut partial.payload),
+            None => (&mut self.slots[..self.predicting], &mut self.buf),
+        };
+        slots
+            .iter_mut()
+            .flat_map(move |slot| [(&mut slot.head, 4), (&mut slot.payload, len)])
+            .chain(std::iter::once((last, self.rest)))
+    }
+
+    /// After a predicted read: each frame that came as expected is ready (the last one
+    /// may be begun, a large payload in its own buffer); from the first that did not,
+    /// the bytes are put back in order in the decoder's buffer, to be cut as any
+    /// others, and prediction stops.
+    fn filled_predicted(&mut self) {
+        let count = std::mem::take(&mut self.predicting);
+        let len = self.predicted;
+        let at = self.end;
+        let mut offset = self.consumed;
+        for i in 0..count {
+            let slot = &mut self.slots[i];
+            if slot.head.is_empty() {
+                break; // the read ended before this slot
+            }
+            let expected = len <= self.max
+                && slot.head.len() == 4
+                && matches!(length::decode_header(&slot.head), Ok(Some((4, got))) if got == len as u64);
+            if !expected {
+                let arrived = self.slots[i..count]
+                    .iter_mut()
+                    .flat_map(|slot| slot.head.drain(..).chain(slot.payload.drain(..)));
+                self.buf.splice(at..at, arrived);
+                self.predicted = 0;
+                self.last_len = 0;
+                if len > READ_BUFFER {
+                    self.slots = Vec::new(); // a large buffer is not kept waiting
+                }
+                break;
+            }
+            slot.head.clear();
+            let payload = std::mem::take(&mut slot.payload);
+            let received = payload.len();
+            let frame = offset;
+            offset += 4 + received as u64;
+            if received < len {
+                self.partial = Some(Partial {
+                    payload,
+                    received,
+                    total: len,
+                    payload_offset: frame + 4,
+                    frame_offset: frame,
+                });
+                break;
+            }
+            self.ready.push_back(Frame {
+                payload: Payload::Own(payload),
+                offset: frame,
+                end: offset,
+            });
+        }
+        // What came after (in the buffer, or put back there) starts at `offset`.
+        self.consumed = offset;
+        self.start = at;
+        self.end = self.buf.len();
     }
 
     /// Makes room in the buffer for at least one more byte, keeping its length at the
@@ -348,8 +521,12 @@ impl Decoder {
         &self.buf
     }
 
-    /// Records that `n` bytes were read into [`spare`](Decoder::spare).
+    /// Records that `n` bytes were read into [`spare`](Decoder::spare) or
+    /// [`targets`](Decoder::targets).
     pub(crate) fn filled(&mut self, n: usize) {
+        if self.predicting > 0 {
+            return self.filled_predicted();
+        }
         match &mut self.partial {
             Some(partial) => {
                 partial.received += n;
@@ -360,26 +537,6 @@ impl Decoder {
                 self.buf.truncate(self.end);
             }
         }
-    }
-
-    /// The large payload being read, if any, holding exactly the bytes received so
-    /// far and spare capacity for more, and how many more it needs: a reader that can
-    /// read into uninitialised capacity appends to it directly, then calls
-    /// [`filled`](Decoder::filled).
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorKind::TooLarge`] if memory for the frame cannot be had.
-    pub(crate) fn partial_payload(&mut self) -> Result<Option<(&mut Vec<u8>, usize)>, Error> {
-        let Some(partial) = self.partial.as_mut() else {
-            return Ok(None);
-        };
-        partial.payload.truncate(partial.received);
-        grow(&mut partial.payload, partial.total)?;
-        Ok(Some((
-            &mut partial.payload,
-            partial.total - partial.received,
-        )))
     }
 
     /// The stream offset the next read lands at.
@@ -744,7 +901,9 @@ mod tests {
         spare[..4].copy_from_slice(&[0x7f, 0xff, 0xff, 0xff]); // 2 GiB - 1
         decoder.filled(4);
         assert!(decoder.next_frame().unwrap().is_none());
-        let (payload, left) = decoder.partial_payload().unwrap().unwrap();
+        decoder.prepare_read().unwrap();
+        let mut targets = decoder.targets();
+        let (payload, left) = targets.next().unwrap();
         assert_eq!(left, i32::MAX as usize);
         assert!(payload.capacity() <= FIRST_GROWTH, "{}", payload.capacity());
     }

@@ -57,49 +57,81 @@ pub(crate) fn recvmsg(
     fds: &mut Vec<OwnedFd>,
     how: Recv,
 ) -> io::Result<Received> {
-    // SAFETY: `buf` is valid for writes of its length.
-    unsafe { recvmsg_raw(socket, buf.as_mut_ptr(), buf.len(), fds, how) }
+    let mut iov = [libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    }];
+    // SAFETY: the iovec covers `buf`, valid for writes of its length.
+    unsafe { recvmsg_raw(socket, &mut iov, fds, how) }
 }
 
-/// [`recvmsg`] into the spare capacity of `vec`, at most `most` bytes (within the
-/// capacity), growing `vec`'s length by what arrived: no zeroing first.
-pub(crate) fn recvmsg_append(
+/// The most buffers [`recvmsg_append`] fills in one call: a header and a payload for
+/// each of 16 frames, and one more.
+pub(crate) const MAX_TARGETS: usize = 33;
+
+/// [`recvmsg`] into the spare capacity of several `Vec`s in turn (a scattering read),
+/// at most the given number of bytes into each (within its capacity), growing each
+/// one's length by what arrived there: one fills before the next gets a byte. At most
+/// [`MAX_TARGETS`] targets; more is an `InvalidInput` error, before any system call.
+pub(crate) fn recvmsg_append<'v>(
     socket: impl AsFd,
-    vec: &mut Vec<u8>,
-    most: usize,
+    targets: impl IntoIterator<Item = (&'v mut Vec<u8>, usize)>,
     fds: &mut Vec<OwnedFd>,
     how: Recv,
 ) -> io::Result<Received> {
-    let spare = vec.spare_capacity_mut();
-    let len = most.min(spare.len());
-    // SAFETY: the spare capacity is valid for writes of `len` bytes.
-    let received = unsafe { recvmsg_raw(socket, spare.as_mut_ptr().cast(), len, fds, how)? };
-    // SAFETY: `recvmsg_raw` reports in `bytes` at most `len` bytes, all of which the
-    // kernel initialised, right after the old length.
-    unsafe { vec.set_len(vec.len() + received.bytes) };
+    let mut iovs = [libc::iovec {
+        iov_base: ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_TARGETS];
+    let mut vecs: [Option<&mut Vec<u8>>; MAX_TARGETS] = [const { None }; MAX_TARGETS];
+    let mut count = 0;
+    for (vec, most) in targets {
+        if count == MAX_TARGETS {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "too many buffers for one receive",
+            ));
+        }
+        let spare = vec.spare_capacity_mut();
+        iovs[count] = libc::iovec {
+            iov_base: spare.as_mut_ptr().cast(),
+            iov_len: most.min(spare.len()),
+        };
+        vecs[count] = Some(vec);
+        count += 1;
+    }
+    let iovs = &mut iovs[..count];
+    // SAFETY: each iovec covers spare capacity of a distinct `Vec` (each borrowed
+    // mutably once, for the whole call), valid for writes of its length.
+    let received = unsafe { recvmsg_raw(socket, iovs, fds, how)? };
+    let mut left = received.bytes;
+    for (iov, vec) in iovs.iter().zip(vecs.iter_mut().flatten()) {
+        let here = left.min(iov.iov_len);
+        // SAFETY: the kernel fills the iovecs in order and reports in `bytes` at most
+        // their total length; these `here` bytes right after the old length are the
+        // ones it wrote into this `Vec`'s spare capacity.
+        unsafe { vec.set_len(vec.len() + here) };
+        left -= here;
+    }
     Ok(received)
 }
 
 /// # Safety
 ///
-/// `buf` must be valid for writes of `len` bytes.
+/// Each of `iovs` must be valid for writes of its length.
 unsafe fn recvmsg_raw(
     socket: impl AsFd,
-    buf: *mut u8,
-    len: usize,
+    iovs: &mut [libc::iovec],
     fds: &mut Vec<OwnedFd>,
     how: Recv,
 ) -> io::Result<Received> {
     // Uninitialised: the kernel writes what it reports, and only that is read.
     let mut control = [MaybeUninit::<u64>::uninit(); CONTROL_WORDS];
-    let mut iov = libc::iovec {
-        iov_base: buf.cast(),
-        iov_len: len,
-    };
+    let len: usize = iovs.iter().map(|iov| iov.iov_len).sum();
     // SAFETY: an all-zero msghdr is valid (no name, no iovec, no control).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
+    msg.msg_iov = iovs.as_mut_ptr();
+    msg.msg_iovlen = iovs.len() as _;
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = CONTROL_LEN as _;
     let flags = libc::MSG_CMSG_CLOEXEC
@@ -109,8 +141,8 @@ unsafe fn recvmsg_raw(
             0
         }
         | if how.record_len { libc::MSG_TRUNC } else { 0 };
-    // SAFETY: `msg` points to one iovec over `buf` (writable for `len` bytes, as the
-    // caller promises) and to `CONTROL_LEN` bytes of `control`; the fd is borrowed. The
+    // SAFETY: `msg` points to the iovecs (each writable for its length, as the caller
+    // promises) and to `CONTROL_LEN` bytes of `control`; the fd is borrowed. The
     // raw system call, as rustix makes its calls: libc's wrapper is a thread
     // cancellation point, whose bookkeeping costs more than the rest of this function.
     let n = unsafe {
