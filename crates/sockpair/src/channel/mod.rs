@@ -125,6 +125,11 @@ pub(crate) enum TxCore {
 }
 
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per receiver, made once and never moved on a hot path; a box would add \
+              a pointer chase to every receive"
+)]
 pub(crate) enum RxCore {
     Stream(StreamRx),
     Records(RecordRx),

@@ -157,6 +157,9 @@ pub(crate) struct Decoder {
     slots: Vec<Slot>,
     predicting: usize,
     rest: usize,
+    /// How many frames the next predicted read expects: one more than the last one
+    /// brought, or twice as many if it brought all it expected.
+    batch: usize,
     /// Frames that a predicted read brought whole, to hand out first.
     ready: VecDeque<Frame>,
     broken: bool,
@@ -179,6 +182,7 @@ impl Decoder {
             slots: Vec::new(),
             predicting: 0,
             rest: 0,
+            batch: 1,
             ready: VecDeque::new(),
             broken: false,
         }
@@ -373,7 +377,8 @@ impl Decoder {
         let room = self.buf.capacity() - self.end;
         let nothing_buffered = self.start == self.end;
         if nothing_buffered && self.predicted > 0 {
-            let count = (READ_BUFFER / (self.predicted + 4)).clamp(1, MOST_PREDICTED);
+            let most = (READ_BUFFER / (self.predicted + 4)).clamp(1, MOST_PREDICTED);
+            let count = self.batch.min(most);
             if self.prepare_slots(count) {
                 self.predicting = count;
                 // A large frame is read alone, so that the next one starts a read too.
@@ -476,6 +481,11 @@ impl Decoder {
                 end: offset,
             });
         }
+        let whole = self.ready.len();
+        self.batch = match whole == count {
+            true => count * 2,
+            false => whole + 1,
+        };
         // What came after (in the buffer, or put back there) starts at `offset`.
         self.consumed = offset;
         self.start = at;
@@ -753,6 +763,146 @@ mod tests {
         wire
     }
 
+    /// Feeds `wire[*at..]` through the decoder's read targets as the kernel fills them
+    /// (in order, each up to its limit and its spare capacity, never growing it), at
+    /// most `chunk` bytes, as if that much had arrived; returns the payload buffers'
+    /// addresses handed to this read.
+    fn kernel_read(decoder: &mut Decoder, wire: &[u8], at: &mut usize, chunk: usize) -> Vec<usize> {
+        decoder.prepare_read().unwrap();
+        let mut taken = 0;
+        let available = chunk.min(wire.len() - *at);
+        let mut buffers = Vec::new();
+        for (vec, most) in decoder.targets() {
+            buffers.push(vec.as_ptr() as usize);
+            let n = most.min(vec.capacity() - vec.len()).min(available - taken);
+            let capacity = vec.capacity();
+            vec.extend_from_slice(&wire[*at + taken..*at + taken + n]);
+            assert_eq!(vec.capacity(), capacity, "a read never grows a buffer");
+            taken += n;
+        }
+        *at += taken;
+        decoder.filled(taken);
+        buffers
+    }
+
+    /// Every frame of `wire`, read `chunk` bytes at a time through the read targets,
+    /// with its stream offsets.
+    fn decode_by_targets(wire: &[u8], chunks: &[usize]) -> Result<Vec<(Vec<u8>, u64, u64)>, Error> {
+        let mut decoder = Decoder::new(Framing::Length);
+        let (mut at, mut turn, mut frames) = (0, 0, Vec::new());
+        loop {
+            while let Some(frame) = decoder.next_frame()? {
+                let (offset, end) = (frame.offset, frame.end);
+                frames.push((frame.payload.into_vec(decoder.buffer()), offset, end));
+            }
+            if at == wire.len() {
+                decoder.eof()?;
+                return Ok(frames);
+            }
+            let chunk = chunks[turn % chunks.len()].max(1);
+            turn += 1;
+            kernel_read(&mut decoder, wire, &mut at, chunk);
+        }
+    }
+
+    /// Each payload with the stream offsets of its frame.
+    fn expected_frames(payloads: &[Vec<u8>]) -> Vec<(Vec<u8>, u64, u64)> {
+        let mut offset = 0;
+        payloads
+            .iter()
+            .map(|payload| {
+                let end =
+                    offset + encode(Framing::Length, std::slice::from_ref(payload)).len() as u64;
+                let frame = (payload.clone(), offset, end);
+                offset = end;
+                frame
+            })
+            .collect()
+    }
+
+    #[test]
+    fn frames_as_long_as_the_last_two_are_read_into_their_own_buffers() {
+        let payloads: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 4096]).collect();
+        let wire = encode(Framing::Length, &payloads);
+        let mut decoder = Decoder::new(Framing::Length);
+        let mut at = 0;
+        let mut seen = 0;
+        let mut direct = 0;
+        while seen < payloads.len() {
+            let buffers = kernel_read(&mut decoder, &wire, &mut at, 3 * 4100);
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                assert_eq!(
+                    (frame.offset, frame.end),
+                    (seen as u64 * 4100, (seen as u64 + 1) * 4100)
+                );
+                if let Payload::Own(payload) = &frame.payload {
+                    assert!(
+                        buffers.contains(&(payload.as_ptr() as usize)),
+                        "the buffer read into"
+                    );
+                    direct += 1;
+                }
+                assert!(frame.payload.into_vec(decoder.buffer()) == payloads[seen]);
+                seen += 1;
+            }
+        }
+        // The first two teach the length; after that, only the reads' first frames
+        // until the batch grows to take all three that arrive at once.
+        assert!(
+            direct >= 34,
+            "{direct} of 40 frames read straight into their buffers"
+        );
+        assert!(decoder.slots.len() <= MOST_PREDICTED);
+    }
+
+    #[test]
+    fn a_frame_other_than_predicted_is_cut_from_the_bytes_put_back_in_order() {
+        // Two to teach 600 bytes, then: shorter, longer, a 12-byte header's escape
+        // cannot be one, an empty one, and the predicted length again.
+        let mut payloads = vec![vec![1; 600], vec![2; 600], vec![3; 100], vec![4; 5000]];
+        payloads.extend([
+            vec![],
+            vec![5; 600],
+            vec![6; 600],
+            vec![7; 600],
+            vec![8; 599],
+        ]);
+        let wire = encode(Framing::Length, &payloads);
+        for chunk in [1, 3, 4, 5, 603, 604, 605, 1000, 1208, 1209, 100_000] {
+            let frames = decode_by_targets(&wire, &[chunk]).unwrap();
+            assert!(frames == expected_frames(&payloads), "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn a_predicted_length_over_a_lowered_limit_is_refused() {
+        let payloads = vec![vec![1; 1000]; 4];
+        let wire = encode(Framing::Length, &payloads);
+        let mut decoder = Decoder::new(Framing::Length);
+        let mut at = 0;
+        kernel_read(&mut decoder, &wire, &mut at, 2008);
+        assert!(decoder.next_frame().unwrap().is_some());
+        assert!(decoder.next_frame().unwrap().is_some());
+        decoder.set_max(999);
+        kernel_read(&mut decoder, &wire, &mut at, 10_000);
+        let err = decoder.next_frame().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TooLarge);
+        assert_eq!(
+            decoder.next_frame().unwrap_err().kind(),
+            ErrorKind::Unusable
+        );
+    }
+
+    #[test]
+    fn a_stream_ending_inside_a_predicted_frame_is_unexpected_eof_with_its_bytes() {
+        let payloads = vec![vec![1; 1000]; 3];
+        let wire = encode(Framing::Length, &payloads);
+        let cut = &wire[..2008 + 4 + 10];
+        let err = decode_by_targets(cut, &[1004]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
+        assert!(err.to_string().contains("14 byte(s)"), "{err}");
+    }
+
     fn framings() -> impl Strategy<Value = Framing> {
         prop_oneof![Just(Framing::Length), Just(Framing::Lines)]
     }
@@ -836,6 +986,17 @@ mod tests {
             let mut reader = reader(wire, sizes, framing, max);
             prop_assert_eq!(reader.read_frame().unwrap_err().kind(), ErrorKind::TooLarge);
             prop_assert_eq!(reader.read_frame().unwrap_err().kind(), ErrorKind::Unusable);
+        }
+
+        #[test]
+        fn frames_come_back_whole_through_predicted_reads(
+            shapes in prop::collection::vec((prop::sample::select(vec![0usize, 1, 511, 512, 600, 4096, 20_000]), any::<u8>()), 0..40),
+            chunks in prop::collection::vec(1usize..30_000, 1..6),
+        ) {
+            let payloads: Vec<Vec<u8>> = shapes.iter().map(|&(len, byte)| vec![byte; len]).collect();
+            let wire = encode(Framing::Length, &payloads);
+            let frames = decode_by_targets(&wire, &chunks).unwrap();
+            prop_assert!(frames == expected_frames(&payloads));
         }
 
         #[test]

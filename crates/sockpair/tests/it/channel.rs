@@ -140,8 +140,15 @@ fn a_record_over_the_limit_is_dropped_and_the_next_one_arrives() {
 #[test]
 fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
     watchdog(|| {
-        // Large messages split across reads; small ones, read late, merge into one read.
-        for (ty, small) in TYPES.into_iter().flat_map(|ty| [(ty, false), (ty, true)]) {
+        // Large messages split across reads; small ones, read late, merge into one read;
+        // runs of one length, read straight into buffers of their own, broken now and
+        // then by another length.
+        let shapes = ["varied", "small", "steady"];
+        for (ty, shape) in TYPES
+            .into_iter()
+            .flat_map(|ty| shapes.map(|shape| (ty, shape)))
+        {
+            let small = shape == "small";
             let (mut a, mut b) = channels::<Vec<u8>>(ty);
             b.accept_fds(true);
             let files: Vec<OwnedFd> = (0..6)
@@ -156,7 +163,16 @@ fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
                 (false, Type::STREAM) => 150_000,
                 (false, _) => 60_000,
             };
-            let sizes: Vec<usize> = (0..count).map(|i| (i * 7919) % limit).collect();
+            let sizes: Vec<usize> = match shape {
+                "steady" => (0..count)
+                    .map(|i| match i {
+                        _ if i % 13 == 12 => 70_000.min(limit),
+                        _ if i % 9 == 8 => 100,
+                        _ => 4096,
+                    })
+                    .collect(),
+                _ => (0..count).map(|i| (i * 7919) % limit).collect(),
+            };
             let sizes2 = sizes.clone();
             let sender = std::thread::spawn(move || {
                 for (i, size) in sizes2.into_iter().enumerate() {
@@ -171,7 +187,7 @@ fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
                 }
             });
             for (i, size) in sizes.into_iter().enumerate() {
-                if small && i % 10 == 0 {
+                if shape != "varied" && i % 10 == 0 {
                     std::thread::sleep(Duration::from_millis(5)); // let messages pile up
                 }
                 let mut fds = Vec::new();
