@@ -3,12 +3,13 @@
 use std::ffi::OsString;
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::process::{ExitCode, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
-use rustix::event::{PollFd, PollFlags};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags};
 use sockpair::{Channel, Child, Convention, Program, Receiver, Sender, Socket, SpawnOptions, Type};
 
@@ -73,7 +74,7 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
             let ty = run.ty;
             // Never joined: if stdin stays open after the child is gone, we exit without it.
             std::thread::spawn(move || copy_stdin(&to_child, ty));
-            copy_to_stdout(&socket, &child)
+            copy_to_stdout(&socket, &mut child)
         }
         Some(framing) => {
             let channel: Channel<Vec<u8>> = match run.ty {
@@ -136,23 +137,38 @@ enum Copied {
 }
 
 /// The socket to our stdout, until the child closes its end (EOF) or exits (a datagram
-/// pair has no EOF, so the child's exit, seen on a pidfd, ends the copy too).
-fn copy_to_stdout(socket: &Socket, child: &Child) -> anyhow::Result<Copied> {
+/// pair has no EOF, so the child's exit, seen on a pidfd, ends the copy too). Before
+/// Linux 5.3 (no `pidfd_open`) the exit is checked with `waitpid(WNOHANG)` every tick.
+fn copy_to_stdout(socket: &Socket, child: &mut Child) -> anyhow::Result<Copied> {
     let pid = Pid::from_raw(child.id() as i32).context("child pid")?;
-    let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).context("pidfd_open")?;
+    let pidfd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+        Ok(pidfd) => Some(pidfd),
+        Err(rustix::io::Errno::NOSYS) => None,
+        Err(err) => return Err(err).context("pidfd_open"),
+    };
+    let tick = Timespec::try_from(TICK).expect("a tick fits a timespec");
     let mut stdout = io::stdout().lock();
     let mut buf = vec![0; 64 * 1024];
     loop {
+        // The pidfd second, if there is one.
+        let watched = pidfd.as_ref().map_or(socket.as_fd(), AsFd::as_fd);
         let mut fds = [
             PollFd::new(socket, PollFlags::IN),
-            PollFd::new(&pidfd, PollFlags::IN),
+            PollFd::new(&watched, PollFlags::IN),
         ];
-        match rustix::event::poll(&mut fds, None) {
+        let (polled, timeout) = match pidfd {
+            Some(_) => (&mut fds[..], None),
+            None => (&mut fds[..1], Some(&tick)),
+        };
+        match rustix::event::poll(polled, timeout) {
             Err(rustix::io::Errno::INTR) => continue,
             other => other.context("poll")?,
         };
-        let readable = !fds[0].revents().is_empty();
-        let exited = !fds[1].revents().is_empty();
+        let readable = !polled[0].revents().is_empty();
+        let exited = match polled.get(1) {
+            Some(pidfd) => !pidfd.revents().is_empty(),
+            None => child.try_wait().context("check on the child")?.is_some(),
+        };
         if exited {
             // Take what is still queued, then stop.
             socket.set_nonblocking(true).context("drain the socket")?;

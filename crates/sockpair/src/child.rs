@@ -94,22 +94,44 @@ impl Child {
         self.reap(WaitOptions::NOHANG)
     }
 
-    /// Waits at most `timeout` for the child to exit (a `pidfd` polled with a timeout),
-    /// reaping it if it did; `Ok(None)` if it is still running.
+    /// Waits at most `timeout` for the child to exit, reaping it if it did; `Ok(None)` if
+    /// it is still running. Any `timeout` works, `Duration::MAX` included.
     ///
-    /// # Errors
-    ///
-    /// `pidfd_open` needs Linux 5.3 or later; before that this fails with `ENOSYS`.
+    /// The wait is a `pidfd` (Linux 5.3) polled with the time left, so it wakes the moment
+    /// the child exits. On older kernels (`pidfd_open` answers `ENOSYS`) it checks with
+    /// `waitpid(WNOHANG)` at growing intervals (1 ms up to 20 ms), so it may return up to
+    /// 20 ms after the exit there.
     pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
         if let Some(status) = self.status {
             return Ok(Some(status));
         }
-        let pidfd = rustix::process::pidfd_open(self.pid, PidfdFlags::empty())?;
         // No deadline at all if `timeout` reaches past what an `Instant` can hold.
         let deadline = Instant::now().checked_add(timeout);
+        let pidfd = match rustix::process::pidfd_open(self.pid, PidfdFlags::empty()) {
+            Ok(pidfd) => pidfd,
+            Err(Errno::NOSYS) => return self.wait_polling(deadline),
+            Err(err) => return Err(err.into()),
+        };
         match poll_until(&pidfd, Events::IN, deadline)? {
             true => self.try_wait(),
             false => Ok(None),
+        }
+    }
+
+    /// [`wait_timeout`](Child::wait_timeout) without a pidfd: `waitpid(WNOHANG)` at
+    /// intervals growing from 1 ms to 20 ms, until `deadline` (`None`: none).
+    fn wait_polling(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(Some(status));
+            }
+            let left = deadline.map(|deadline| deadline.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                return Ok(None);
+            }
+            std::thread::sleep(left.map_or(pause, |left| left.min(pause)));
+            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 
@@ -144,5 +166,31 @@ impl Drop for Child {
             let _ = self.kill();
             let _ = self.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    /// The fallback for kernels without `pidfd_open`, driven directly (the test suite
+    /// also runs under `scripts/old-kernel.py`, where `wait_timeout` takes it).
+    #[test]
+    fn waiting_without_a_pidfd_sees_the_exit_and_honours_the_deadline() {
+        let sleeper = Command::new("sleep").arg("0.2").spawn().unwrap();
+        let mut child = Child::from_std(sleeper, true);
+        let started = Instant::now();
+        let soon = Instant::now() + Duration::from_millis(30);
+        assert_eq!(child.wait_polling(Some(soon)).unwrap(), None);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(30), "{waited:?}");
+        assert!(waited < Duration::from_millis(150), "{waited:?}");
+        let status = child.wait_polling(None).unwrap().expect("exited");
+        assert!(status.success());
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        // Reaped: no zombie left.
+        assert!(!std::path::Path::new(&format!("/proc/{}", child.id())).exists());
     }
 }
