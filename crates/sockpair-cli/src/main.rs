@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod descendants;
+mod node_line;
 mod pipe;
 mod run;
 mod sys;

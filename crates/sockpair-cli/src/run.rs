@@ -211,7 +211,7 @@ fn send_lines(mut channel: Sender<Vec<u8>>, node: bool, errors: &mpsc::Sender<an
                 return;
             }
         };
-        if node && let Err(why) = check_json(&line) {
+        if node && let Err(why) = crate::node_line::check(&line) {
             let _ = errors.send(anyhow!(
                 "stdin line {}: {why}; nothing of it was sent",
                 index + 1
@@ -223,17 +223,6 @@ fn send_lines(mut channel: Sender<Vec<u8>>, node: bool, errors: &mpsc::Sender<an
         }
     }
     let _ = channel.socket().shutdown(Shutdown::Write);
-}
-
-/// Whether `line` is one JSON value, as Node's IPC reader needs: an empty line or
-/// invalid JSON would kill the child.
-fn check_json(line: &[u8]) -> Result<(), String> {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Err("empty line: Node's IPC channel takes one JSON message per line".into());
-    }
-    serde_json::from_slice::<serde::de::IgnoredAny>(line)
-        .map(drop)
-        .map_err(|err| format!("invalid JSON: {err}"))
 }
 
 /// How often the message copy looks at the child and at our stdin thread.

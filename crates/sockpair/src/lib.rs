@@ -78,6 +78,8 @@ mod error;
 mod fds;
 mod fork;
 pub mod frame;
+#[cfg(any(test, feature = "fuzz"))]
+pub mod fuzz;
 mod message;
 mod socket;
 mod spawn;

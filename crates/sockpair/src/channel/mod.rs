@@ -6,12 +6,12 @@
 //! `records.rs`: one message per seqpacket or datagram record, large ones as a sealed
 //! memfd checked by `memfd.rs`). This file drives them over a blocking socket.
 
-mod fd_queue;
-mod memfd;
+pub(crate) mod fd_queue;
+pub(crate) mod memfd;
 mod receiver;
-mod records;
+pub(crate) mod records;
 mod sender;
-mod stream;
+pub(crate) mod stream;
 
 use std::fmt;
 use std::io;

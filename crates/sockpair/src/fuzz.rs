@@ -1,0 +1,390 @@
+//! Entry points of the fuzz targets in `fuzz/` (feature `fuzz`): each takes any bytes,
+//! drives one of the I/O-free parts of the crate with them, and panics only if that part
+//! breaks its contract. Not a stable API: only for `cargo fuzz` and the corpus replay
+//! that `cargo test` runs (see `docs/reliability.md`).
+//!
+//! ```
+//! // A length frame of 3 bytes, then one cut short: two reads, then the end.
+//! sockpair::fuzz::length_frames(b"\x00\x00\x00\x00\x00\x03abc\x00\x00\x00\x09ab");
+//! sockpair::fuzz::lines(b"\x00\x00\x01one\ntwo\nthr");
+//! ```
+
+use std::ops::Range;
+
+use crate::channel::fd_queue::{self, FdQueue, Fds, Trouble};
+use crate::channel::memfd::{self, Facts};
+use crate::channel::records::{Record, RecordRx};
+use crate::channel::stream::StreamRx;
+use crate::error::ErrorKind;
+use crate::frame::{Framing, length, lines};
+use crate::sys::recvmsg::Received;
+
+/// The limits (`max_frame_len`) a fuzz input picks from with one byte.
+const LIMITS: [usize; 8] = [0, 1, 7, 100, 4096, 65536, 1 << 20, usize::MAX];
+
+/// Reads little pieces of a fuzz input; past its end, zeros.
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&first, rest)) => {
+                self.0 = rest;
+                first
+            }
+            None => 0,
+        }
+    }
+
+    fn u64(&mut self) -> u64 {
+        (0..8).fold(0, |acc, _| acc << 8 | u64::from(self.byte()))
+    }
+
+    fn limit(&mut self) -> usize {
+        LIMITS[usize::from(self.byte()) % LIMITS.len()]
+    }
+}
+
+/// What a byte stream decodes to: its frames in order, then how it ended (`Ok` at a
+/// frame boundary, else the kind of the first error).
+type Outcome = (Vec<Vec<u8>>, Result<(), ErrorKind>);
+
+/// Length frames (`Framing::Length`, Python's escape included). The input: a limit
+/// byte, a byte seeding the sizes of the reads, then the stream.
+///
+/// Checks that a `StreamRx` fed the stream in reads of varied sizes (1 byte to 64 KiB,
+/// through the predicted-read buffers when it offers them) gives exactly the frames and
+/// the error of a direct parse of the whole stream.
+pub fn length_frames(data: &[u8]) {
+    stream(Framing::Length, data);
+}
+
+/// Lines (`Framing::Lines`), checked as [`length_frames`].
+pub fn lines(data: &[u8]) {
+    stream(Framing::Lines, data);
+}
+
+fn stream(framing: Framing, data: &[u8]) {
+    let mut input = Input(data);
+    let max = input.limit();
+    let seed = input.byte();
+    let bytes = input.0;
+    let expected = match framing {
+        Framing::Length => parse_length(bytes, max),
+        Framing::Lines => parse_lines(bytes, max),
+    };
+    let got = decode_in_reads(framing, max, bytes, seed);
+    assert_eq!(got, expected, "{framing:?}, limit {max}, read seed {seed}");
+}
+
+/// The frames of `bytes` parsed at once, as the wire format defines them.
+fn parse_length(bytes: &[u8], max: usize) -> Outcome {
+    let mut frames = Vec::new();
+    let mut at = 0;
+    loop {
+        let rest = &bytes[at..];
+        let (header, len) = match length::decode_header(rest) {
+            Err(err) => return (frames, Err(err.kind())),
+            Ok(None) if rest.is_empty() => return (frames, Ok(())),
+            Ok(None) => return (frames, Err(ErrorKind::UnexpectedEof)),
+            Ok(Some(found)) => found,
+        };
+        if len > max as u64 {
+            return (frames, Err(ErrorKind::TooLarge));
+        }
+        match rest.get(header..).and_then(|body| body.get(..len as usize)) {
+            Some(payload) => frames.push(payload.to_vec()),
+            None => return (frames, Err(ErrorKind::UnexpectedEof)),
+        }
+        at += header + len as usize;
+    }
+}
+
+/// The lines of `bytes`, each at most `max` bytes long (the newline not counted).
+fn parse_lines(bytes: &[u8], max: usize) -> Outcome {
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    loop {
+        match lines::memchr(rest) {
+            Some(len) if len > max => return (frames, Err(ErrorKind::TooLarge)),
+            Some(len) => {
+                frames.push(rest[..len].to_vec());
+                rest = &rest[len + 1..];
+            }
+            None if rest.len() > max => return (frames, Err(ErrorKind::TooLarge)),
+            None if rest.is_empty() => return (frames, Ok(())),
+            None => return (frames, Err(ErrorKind::UnexpectedEof)),
+        }
+    }
+}
+
+/// `bytes` through a `StreamRx`, in reads whose sizes follow from `seed`.
+fn decode_in_reads(framing: Framing, max: usize, bytes: &[u8], seed: u8) -> Outcome {
+    let mut rx = StreamRx::new(framing, true);
+    rx.set_max(max);
+    let mut frames = Vec::new();
+    let mut rest = bytes;
+    let mut state = u32::from(seed) | 1;
+    loop {
+        loop {
+            match rx.next() {
+                Ok(Some(received)) => {
+                    assert!(received.fds.is_empty());
+                    frames.push(received.payload.into_vec(rx.buffer()));
+                }
+                Ok(None) => break,
+                Err(err) => return (frames, Err(err.kind())),
+            }
+        }
+        if rest.is_empty() {
+            return (frames, rx.eof().map_err(|err| err.kind()));
+        }
+        if let Err(err) = rx.prepare_read() {
+            return (frames, Err(err.kind()));
+        }
+        // xorshift: read sizes from 1 byte to 64 KiB, small ones most often.
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let mut want = match state % 4 {
+            0 => 1 + state as usize % 4,
+            1 => 1 + state as usize % 64,
+            2 => 1 + state as usize % 4096,
+            _ => 65536,
+        }
+        .min(rest.len());
+        let mut n = 0;
+        for (target, room) in rx.targets() {
+            let take = want.min(room).min(target.capacity() - target.len());
+            target.extend_from_slice(&rest[n..n + take]);
+            n += take;
+            want -= take;
+            if want == 0 {
+                break;
+            }
+        }
+        assert!(n > 0, "a read was offered no room");
+        rest = &rest[n..];
+        rx.received(n, Vec::new(), false);
+    }
+}
+
+/// One received record (`RecordRx`), as the kernel could report it. The input: flags
+/// (seqpacket, accepting, descriptors lost, control message seen, descriptor count),
+/// a limit byte, the length the kernel reports, then the bytes received.
+///
+/// Checks that what the record is named (the end, a message, a possible large message,
+/// an error) follows from the facts alone, and that a message is the bytes received.
+pub fn records(data: &[u8]) {
+    let mut input = Input(data);
+    let flags = input.byte();
+    let (seqpacket, accept, fds_lost, control_seen) = (
+        flags & 1 != 0,
+        flags & 2 != 0,
+        flags & 4 != 0,
+        flags & 8 != 0,
+    );
+    let fd_count = usize::from(flags >> 4) % 3;
+    let max = input.limit();
+    let claimed = input.u64() % (1 << 21);
+    let mut rx = RecordRx::new(seqpacket, accept, max);
+    let buffer = match rx.buffer() {
+        Ok(buffer) => buffer,
+        Err(err) => return assert_eq!(err.kind(), ErrorKind::TooLarge),
+    };
+    let bytes = input.0.len().min(buffer.capacity());
+    buffer.extend_from_slice(&input.0[..bytes]);
+    let len = (claimed as usize).max(bytes);
+    let fds: Vec<_> = (0..fd_count)
+        .map(|_| std::io::pipe().expect("a pipe for a descriptor").0.into())
+        .collect();
+    let got = rx.received(
+        Received {
+            bytes,
+            len,
+            fds_lost,
+            control_seen,
+        },
+        fds,
+    );
+    match got {
+        Err(err) if err.kind() == ErrorKind::TooLarge => assert!(len > bytes || len > max),
+        Err(err) if err.kind() == ErrorKind::Fds => {
+            assert!(len <= max && (fds_lost || (fd_count > 0 && !accept && bytes > 0)));
+            if !fds_lost {
+                let held = rx
+                    .held()
+                    .expect("a refused message is held for the next call");
+                assert_eq!(held.into_vec(rx.lent()), &input.0[..bytes]);
+            }
+        }
+        Err(err) => panic!("unexpected error {err}"),
+        Ok(Record::Eof) => assert!(seqpacket && bytes == 0 && !control_seen && len == 0),
+        Ok(Record::MaybeLarge(fds)) => assert!(bytes == 0 && fds.len() == fd_count),
+        Ok(Record::Message(payload, fds)) => {
+            assert!(!fds_lost && len == bytes && bytes <= max);
+            assert_eq!(fds.len(), fd_count);
+            assert_eq!(payload.into_vec(rx.lent()), &input.0[..bytes]);
+        }
+    }
+}
+
+/// What a large message's memfd may claim about itself (`memfd::check`). The input:
+/// its seals, size and stored bytes, and a limit byte.
+///
+/// Checks that a memfd is taken exactly when it carries every seal, fits the limit and
+/// is not sparse, and that its length is then its size.
+pub fn memfd_facts(data: &[u8]) {
+    let mut input = Input(data);
+    let seals = rustix::fs::SealFlags::from_bits_retain(input.byte().into());
+    let size = input.u64();
+    let stored = input.u64();
+    let max = input.limit();
+    let facts = Facts {
+        seals,
+        size,
+        stored,
+    };
+    let acceptable =
+        seals.contains(memfd::SEALS) && size <= max as u64 && stored >= size / 4096 * 4096;
+    match memfd::check(facts, max) {
+        Ok(len) => assert!(acceptable && len as u64 == size, "{facts:?} {max}"),
+        Err(err) => {
+            assert!(!acceptable, "{facts:?} {max}: {err}");
+            assert!(matches!(
+                err.kind(),
+                ErrorKind::Decode | ErrorKind::TooLarge
+            ));
+        }
+    }
+}
+
+/// Which frame descriptors belong to (`fd_queue`). The input: frame lengths (a byte
+/// each, 0 read as 1) until a 0xff byte, then reads as (length, descriptors lost?)
+/// pairs.
+///
+/// Checks that every read belongs to exactly one frame of the stream, the one holding
+/// its last byte, and that a frame is refused its descriptors exactly when a read that
+/// belongs to it lost them.
+pub fn fd_rule(data: &[u8]) {
+    let mut input = Input(data);
+    let mut frames: Vec<Range<u64>> = Vec::new();
+    let mut end = 0;
+    while !input.0.is_empty() && frames.len() < 64 {
+        let len = input.byte();
+        if len == 0xff {
+            break;
+        }
+        let next = end + u64::from(len.max(1));
+        frames.push(end..next);
+        end = next;
+    }
+    let mut reads = Vec::new();
+    let mut read_end = 0;
+    while !input.0.is_empty() && read_end < end {
+        read_end = (read_end + u64::from(input.byte().max(1))).min(end);
+        reads.push((read_end, input.byte() & 1 != 0));
+    }
+    let mut queue = FdQueue::default();
+    for &(read_end, lost) in &reads {
+        let owners = frames
+            .iter()
+            .filter(|frame| fd_queue::belongs_to(frame, read_end))
+            .count();
+        assert_eq!(owners, 1, "read ending at {read_end} in {frames:?}");
+        let fds = match lost {
+            true => Fds::Lost,
+            false => Fds::Here(Vec::new()),
+        };
+        queue.arrived(read_end, fds);
+    }
+    for frame in &frames {
+        let lost = reads
+            .iter()
+            .any(|&(read_end, lost)| lost && frame.contains(&(read_end - 1)));
+        let taken = queue.take(frame.clone());
+        assert_eq!(
+            taken.is_err_and(|trouble| trouble == Trouble::Lost),
+            lost,
+            "{frame:?}"
+        );
+    }
+    assert!(queue.is_empty(), "every read belonged to a frame");
+}
+
+/// A typed message from any bytes: `Json` and `Postcard` decoding of nested and
+/// length-prefixed types never panics, and what decodes encodes back to the same value.
+#[cfg(feature = "serde")]
+pub fn typed(data: &[u8]) {
+    use crate::message::{Decode, Encode, Json, Postcard};
+    type Nested = Vec<(String, Option<Vec<u64>>, Vec<Vec<u8>>)>;
+    let mut scratch = Vec::new();
+    if let Ok(Json(value)) = Json::<serde_json::Value>::decode(data) {
+        let again = Json(value.clone());
+        let bytes = again.encode(&mut scratch).expect("a decoded value encodes");
+        let Json(back) = Json::<serde_json::Value>::decode(bytes).expect("and decodes");
+        assert_eq!(back, value);
+    }
+    let _ = Json::<Nested>::decode(data);
+    if let Ok(Postcard(value)) = Postcard::<Nested>::decode(data) {
+        let again = Postcard(value.clone());
+        let bytes = again.encode(&mut scratch).expect("a decoded value encodes");
+        let Postcard(back) = Postcard::<Nested>::decode(bytes).expect("and decodes");
+        assert_eq!(back, value);
+    }
+    let _ = Postcard::<String>::decode(data);
+    let _ = String::decode(data);
+}
+
+/// Replays `fuzz/corpus/<target>/` (kept in the repository: the hostile cases and every
+/// input that once broke a target) through the entry points, as `cargo test` runs them.
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    fn replay(target: &str, run: fn(&[u8])) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fuzz/corpus")
+            .join(target);
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap_or_else(|err| panic!("{dir:?}: {err}")) {
+            let path = entry.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            let outcome = std::panic::catch_unwind(|| run(&data));
+            assert!(outcome.is_ok(), "{target}: {path:?} fails");
+            count += 1;
+        }
+        assert!(count > 0, "{target}: no corpus in {dir:?}");
+    }
+
+    #[test]
+    fn length_frames_corpus() {
+        replay("length_frames", super::length_frames);
+    }
+
+    #[test]
+    fn lines_corpus() {
+        replay("lines", super::lines);
+    }
+
+    #[test]
+    fn records_corpus() {
+        replay("records", super::records);
+    }
+
+    #[test]
+    fn memfd_facts_corpus() {
+        replay("memfd_facts", super::memfd_facts);
+    }
+
+    #[test]
+    fn fd_rule_corpus() {
+        replay("fd_rule", super::fd_rule);
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn typed_corpus() {
+        replay("typed", super::typed);
+    }
+}
