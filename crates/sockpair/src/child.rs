@@ -98,9 +98,9 @@ impl Child {
     /// it is still running. Any `timeout` works, `Duration::MAX` included.
     ///
     /// The wait is a `pidfd` (Linux 5.3) polled with the time left, so it wakes the moment
-    /// the child exits. On older kernels (`pidfd_open` answers `ENOSYS`) it checks with
-    /// `waitpid(WNOHANG)` at growing intervals (1 ms up to 20 ms), so it may return up to
-    /// 20 ms after the exit there.
+    /// the child exits. On older kernels (`pidfd_open` answers `ENOSYS`), or when this
+    /// process is out of descriptors, it checks with `waitpid(WNOHANG)` at growing
+    /// intervals (1 ms up to 20 ms), so it may return up to 20 ms after the exit there.
     pub fn wait_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
         if let Some(status) = self.status {
             return Ok(Some(status));
@@ -109,7 +109,8 @@ impl Child {
         let deadline = Instant::now().checked_add(timeout);
         let pidfd = match rustix::process::pidfd_open(self.pid, PidfdFlags::empty()) {
             Ok(pidfd) => pidfd,
-            Err(Errno::NOSYS) => return self.wait_polling(deadline),
+            // No pidfds (before 5.3), or no descriptor free for one: poll instead.
+            Err(Errno::NOSYS | Errno::MFILE | Errno::NFILE) => return self.wait_polling(deadline),
             Err(err) => return Err(err.into()),
         };
         match poll_until(&pidfd, Events::IN, deadline)? {

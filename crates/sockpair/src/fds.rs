@@ -112,10 +112,11 @@ impl Socket {
     ///
     /// # Errors
     ///
-    /// If the kernel truncated the control data (`MSG_CTRUNC`, which can only happen when
-    /// foreign control messages crowd it), whatever descriptors did arrive are closed and
-    /// the call fails with [`io::ErrorKind::InvalidData`]: a partial set of descriptors is
-    /// never handed out (the bytes that call read are dropped with them). Otherwise the kernel's error, as for [`Socket::recv`].
+    /// If the kernel truncated the control data (`MSG_CTRUNC`: this process is out of
+    /// descriptors, `EMFILE`, or foreign control messages crowd it), whatever
+    /// descriptors did arrive are closed and the call fails with
+    /// [`io::ErrorKind::InvalidData`]: a partial set of descriptors is never handed out (the bytes that call read are dropped with them). Otherwise the
+    /// kernel's error, as for [`Socket::recv`].
     #[doc(alias = "SCM_RIGHTS")]
     #[doc(alias = "recvmsg")]
     pub fn recv_with_fds(&self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> io::Result<usize> {

@@ -86,6 +86,12 @@ pub fn pair_with(
 ///
 /// Reading and writing work through `&Socket` too, so one end can be shared between a
 /// reading and a writing thread without cloning the descriptor.
+///
+/// **Signals**: a `Socket` makes one system call per method, as std's sockets do, so a
+/// signal handler installed without `SA_RESTART` that interrupts a blocked call makes it
+/// fail with [`io::ErrorKind::Interrupted`]; call it again (`read_exact` and
+/// `write_all` retry by themselves). A [`Channel`](crate::Channel) and
+/// [`Child`](crate::Child) retry for you and keep their deadlines.
 pub struct Socket {
     fd: OwnedFd,
 }

@@ -570,10 +570,29 @@ impl Decoder {
             return Ok(());
         }
         self.broken = true;
-        Err(Error::new(
-            ErrorKind::UnexpectedEof,
-            format!("the stream ended inside a frame, {inside} byte(s) into it"),
-        ))
+        // What the frame claimed, where its header arrived whole.
+        let claimed = match (&self.partial, self.framing) {
+            (Some(partial), _) => {
+                Some((partial.payload_offset - partial.frame_offset, partial.total))
+            }
+            (None, Framing::Length) => length::decode_header(&self.buf[self.start..self.end])
+                .ok()
+                .flatten()
+                .map(|(header, len)| (header as u64, len as usize)),
+            (None, Framing::Lines) => None,
+        };
+        let message = match claimed {
+            Some((header, total)) => format!(
+                "the stream ended inside a frame: {} of its {total} payload bytes came \
+                 ({inside} bytes with its header)",
+                inside - header
+            ),
+            None if self.framing == Framing::Lines => {
+                format!("the stream ended inside a line: {inside} bytes without a newline")
+            }
+            None => format!("the stream ended inside a frame header: {inside} of its bytes came"),
+        };
+        Err(Error::new(ErrorKind::UnexpectedEof, message))
     }
 }
 

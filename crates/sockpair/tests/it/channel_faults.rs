@@ -227,9 +227,32 @@ fn the_end_of_the_stream_inside_a_frame_counts_the_bytes_that_came() {
             drop(a);
             let err = b.recv().unwrap_err();
             assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
-            let expected = format!("{} byte(s) into it", sent + 4);
+            let expected = format!(
+                "{sent} of its {claimed} payload bytes came ({} bytes with its header)",
+                sent + 4
+            );
             assert!(err.to_string().contains(&expected), "{expected}: {err}");
         }
+        // A header cut short, and a line without its newline.
+        let (a, b) = pair(Type::STREAM).unwrap();
+        let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+        (&a).write_all(&[0, 0]).unwrap();
+        drop(a);
+        let err = b.recv().unwrap_err().to_string();
+        assert!(
+            err.contains("inside a frame header: 2 of its bytes came"),
+            "{err}"
+        );
+        let (a, b) = pair(Type::STREAM).unwrap();
+        let mut b: Channel<Vec<u8>> = Channel::with_framing(b, sockpair::Framing::Lines).unwrap();
+        (&a).write_all(b"one\ntwo").unwrap();
+        drop(a);
+        assert_eq!(b.recv().unwrap().unwrap(), b"one");
+        let err = b.recv().unwrap_err().to_string();
+        assert!(
+            err.contains("inside a line: 3 bytes without a newline"),
+            "{err}"
+        );
     });
 }
 
