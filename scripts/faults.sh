@@ -22,7 +22,9 @@ status=0
 cargo test -q --release -p sockpair --all-features --test faults -- \
   --nocapture --test-threads=1 >"$log" 2>&1 || status=$?
 printf '%-46s %9s %9s  %s\n' experiment trials failures worst
-awk -F'\t' '/^fault-row: / { sub(/^fault-row: /, "", $1); printf "%-46s %9s %9s  %s\n", $1, $2, $3, $4 }' "$log" |
+# A row may follow libtest's progress dots on its line.
+awk '{ i = index($0, "fault-row: "); if (i == 0) next
+       n = split(substr($0, i + 11), f, "\t"); printf "%-46s %9s %9s  %s\n", f[1], f[2], f[3], f[4] }' "$log" |
   sort
 echo "($(( $(date +%s) - started )) s, ${SOCKPAIR_FAULTS:-short})"
 if [ "$status" != 0 ]; then

@@ -28,7 +28,8 @@ fn descriptor_soak() {
             50..=64 => channel_fds(&mut rng),
             65..=79 => in_flight_drop(&mut rng),
             80..=84 => large_record_in_flight(&mut rng),
-            85..=89 => spawn_and_drop(&mut rng),
+            85..=87 => spawn_and_drop(&mut rng),
+            88..=89 => control_truncated(&mut rng),
             _ => channel_then_drop_unread(&mut rng),
         };
         most_open = most_open.max(util::open_fds());
@@ -40,7 +41,7 @@ fn descriptor_soak() {
         false => Err(format!("descriptors {before:?} before, {after:?} after")),
     });
     row.worst = format!(
-        "{} open at most, {} left over",
+        "{} open between operations at most, {} left over",
         most_open,
         after.len() - before.len().min(after.len())
     );
@@ -212,6 +213,40 @@ fn large_record_in_flight(rng: &mut Rng) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Descriptors that cannot all arrive (`MSG_CTRUNC`): with the descriptor limit lowered
+/// for a moment (the experiments run one at a time) and one descriptor free, a message
+/// carrying several is an error, and none of those that did arrive stays open.
+fn control_truncated(rng: &mut Rng) -> Result<(), String> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let (a, b) = pair(ty(rng)).map_err(|err| err.to_string())?;
+    let fds = some_fds(rng, 6);
+    let extra = std::fs::File::open("/dev/null").map_err(|err| err.to_string())?;
+    let mut borrowed = borrowed(&fds);
+    borrowed.push(extra.as_fd());
+    a.send_with_fds(b"ctrunc", &borrowed)
+        .map_err(|err| format!("send: {err}"))?;
+    let limit = getrlimit(Resource::Nofile);
+    let highest = *util::fd_numbers().last().unwrap() as u64;
+    let lowered = rustix::process::Rlimit {
+        current: Some(highest + 8),
+        maximum: limit.maximum,
+    };
+    setrlimit(Resource::Nofile, lowered).map_err(|err| err.to_string())?;
+    let mut held = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        held.push(file);
+    }
+    held.pop(); // one free: fewer than the message carries
+    let mut got = Vec::new();
+    let received = b.recv_with_fds(&mut [0; 16], &mut got);
+    drop(held);
+    setrlimit(Resource::Nofile, limit).map_err(|err| err.to_string())?;
+    match received {
+        Err(err) if err.kind() == std::io::ErrorKind::InvalidData && got.is_empty() => Ok(()),
+        other => Err(format!("at the limit: {other:?} with {} fds", got.len())),
+    }
 }
 
 /// A child spawned with its end, sometimes with extra descriptors, then reaped.
