@@ -919,7 +919,11 @@ mod tests {
         let cut = &wire[..2008 + 4 + 10];
         let err = decode_by_targets(cut, &[1004]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
-        assert!(err.to_string().contains("14 byte(s)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("10 of its 1000 payload bytes came (14 bytes with its header)"),
+            "{err}"
+        );
     }
 
     fn framings() -> impl Strategy<Value = Framing> {
