@@ -43,14 +43,8 @@ pub fn run() {
     let before = util::fd_numbers();
     for round in 0..rounds {
         for (name, check) in CHECKS {
-            let outcome = check().map_err(|why| format!("round {round}, {name}: {why}"));
-            let after = util::fd_numbers();
-            row.trial(outcome.and_then(|()| match after == before {
-                true => Ok(()),
-                false => Err(format!(
-                    "{name}: descriptors {before:?} before, {after:?} after"
-                )),
-            }));
+            let outcome = check().and_then(|()| crate::same_fds(&before));
+            row.trial(outcome.map_err(|why| format!("round {round}, {name}: {why}")));
         }
     }
     row.worst = format!("{} checks per round, {rounds} rounds", CHECKS.len());

@@ -54,13 +54,9 @@ pub fn run() {
             eprintln!("hostile: {name}");
             let case = *case;
             let outcome = util::watchdog(case);
-            let after = util::fd_numbers();
             row.trial(
                 outcome
-                    .and_then(|()| match after == before {
-                        true => Ok(()),
-                        false => Err(format!("descriptors {before:?} before, {after:?} after")),
-                    })
+                    .and_then(|()| crate::same_fds(&before))
                     .map_err(|why| format!("round {round}, {name}: {why}")),
             );
         }

@@ -44,11 +44,7 @@ fn load() {
             row.trial(outcome);
         }
     }
-    let after = util::fd_numbers();
-    row.trial(match after == before {
-        true => Ok(()),
-        false => Err(format!("descriptors {before:?} before, {after:?} after")),
-    });
+    row.trial(crate::same_fds(&before));
     row.worst = format!(
         "{} µs slowest round trip; {count} children x {trips} round trips in {:.1} s",
         worst.as_micros(),

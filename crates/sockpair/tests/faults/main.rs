@@ -144,6 +144,15 @@ impl Rng {
     }
 }
 
+/// `Ok` if this process has exactly the descriptors `before` lists.
+pub fn same_fds(before: &[i32]) -> Result<(), String> {
+    let after = util::fd_numbers();
+    match after == before {
+        true => Ok(()),
+        false => Err(format!("descriptors {before:?} before, {after:?} after")),
+    }
+}
+
 /// Whether no process with this pid exists any more (not even a zombie).
 pub fn gone(pid: u32) -> bool {
     !std::path::Path::new(&format!("/proc/{pid}")).exists()

@@ -58,11 +58,7 @@ fn peer_death() {
         let before = util::fd_numbers();
         let outcome = kill_the_child(case, timeout, delay).and_then(|took| {
             worst = worst.max(took);
-            let after = util::fd_numbers();
-            match after == before {
-                true => Ok(()),
-                false => Err(format!("descriptors {before:?} before, {after:?} after")),
-            }
+            crate::same_fds(&before)
         });
         row.trial(
             outcome
