@@ -138,12 +138,13 @@ enum Copied {
 
 /// The socket to our stdout, until the child closes its end (EOF) or exits (a datagram
 /// pair has no EOF, so the child's exit, seen on a pidfd, ends the copy too). Before
-/// Linux 5.3 (no `pidfd_open`) the exit is checked with `waitpid(WNOHANG)` every tick.
+/// Linux 5.3 (no `pidfd_open`), or with no descriptor free for one, the exit is checked
+/// with `waitpid(WNOHANG)` every tick, as `Child::wait_timeout` does.
 fn copy_to_stdout(socket: &Socket, child: &mut Child) -> anyhow::Result<Copied> {
     let pid = Pid::from_raw(child.id() as i32).context("child pid")?;
     let pidfd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
         Ok(pidfd) => Some(pidfd),
-        Err(rustix::io::Errno::NOSYS) => None,
+        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => None,
         Err(err) => return Err(err).context("pidfd_open"),
     };
     let tick = Timespec::try_from(TICK).expect("a tick fits a timespec");
