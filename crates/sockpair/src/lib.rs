@@ -84,6 +84,8 @@ mod message;
 mod socket;
 mod spawn;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod types;
 
 pub use channel::{Channel, Messages, Receiver, Sender};

@@ -8,9 +8,9 @@
 
 pub(crate) mod fd_queue;
 pub(crate) mod memfd;
-mod receiver;
+pub(crate) mod receiver;
 pub(crate) mod records;
-mod sender;
+pub(crate) mod sender;
 pub(crate) mod stream;
 
 use std::fmt;
@@ -118,6 +118,15 @@ pub(crate) struct Shared {
     sent_since_read: AtomicBool,
 }
 
+/// A channel's state without its socket: see [`Channel::into_parts`].
+#[cfg(feature = "tokio")]
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) tx: TxCore,
+    pub(crate) rx: RxCore,
+    pub(crate) scratch: Vec<u8>,
+}
+
 #[derive(Debug)]
 pub(crate) enum TxCore {
     Stream(StreamTx),
@@ -133,6 +142,36 @@ pub(crate) enum TxCore {
 pub(crate) enum RxCore {
     Stream(StreamRx),
     Records(RecordRx),
+}
+
+impl RxCore {
+    /// The largest message accepted: see [`Receiver::max_frame_len`].
+    pub(crate) fn set_max(&mut self, max: usize) {
+        match self {
+            RxCore::Stream(rx) => rx.set_max(max),
+            RxCore::Records(rx) => rx.set_max(max),
+        }
+    }
+
+    /// Whether `socket`, this core's, takes descriptors: see [`Receiver::accept_fds`].
+    pub(crate) fn set_accept(&mut self, socket: &Socket, accept: bool) {
+        match self {
+            RxCore::Stream(rx) => {
+                // Before Linux 6.16 the kernel cannot refuse: our own check remains.
+                let _ = socket.set_pass_rights(accept);
+                rx.set_accept(accept);
+            }
+            RxCore::Records(rx) => rx.set_accept(accept),
+        }
+    }
+
+    /// The framing of a stream; `None` on records.
+    pub(crate) fn framing(&self) -> Option<Framing> {
+        match self {
+            RxCore::Stream(rx) => Some(rx.framing()),
+            RxCore::Records(_) => None,
+        }
+    }
 }
 
 impl<Tx, Rx> Channel<Tx, Rx> {
@@ -209,6 +248,38 @@ impl<Tx, Rx> Channel<Tx, Rx> {
                 types: PhantomData,
             },
         }
+    }
+
+    /// The socket and the state of both directions, for an async channel to carry on
+    /// from (what a send left unsent and what has arrived of a message go with them).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn into_parts(self) -> (Socket, Parts) {
+        let Channel { mut tx, mut rx } = self;
+        let core = std::mem::replace(&mut tx.core, TxCore::Records);
+        let scratch = std::mem::take(&mut tx.scratch);
+        let parts = Parts {
+            tx: core,
+            rx: std::mem::replace(
+                &mut rx.core,
+                RxCore::Records(RecordRx::new(false, false, 0)),
+            ),
+            scratch,
+        };
+        drop(tx);
+        let shared = rx.shared.clone();
+        drop(rx);
+        match Arc::try_unwrap(shared) {
+            Ok(shared) => (shared.socket, parts),
+            Err(_) => unreachable!("a channel holds the only two references"),
+        }
+    }
+
+    /// A blocking channel carrying on from an async one's [`Parts`].
+    #[cfg(feature = "tokio")]
+    pub(crate) fn from_parts(socket: Socket, parts: Parts) -> Self {
+        let mut channel = Self::from_cores(socket, parts.tx, parts.rx);
+        channel.tx.scratch = parts.scratch;
+        channel
     }
 
     /// The two halves, to send from one thread and receive on another (full duplex,
@@ -373,6 +444,9 @@ pub(crate) struct Waits<'a> {
     pub(crate) socket: &'a Socket,
     deadline: Option<Instant>,
     timeout: (&'static str, Option<Duration>),
+    /// Never waits: each operation is tried once without blocking, and `WouldBlock` is
+    /// returned for the async shells to wait on the runtime's reactor.
+    once: bool,
 }
 
 impl<'a> Waits<'a> {
@@ -384,6 +458,19 @@ impl<'a> Waits<'a> {
             socket,
             deadline: timeout.and_then(|timeout| Instant::now().checked_add(timeout)),
             timeout: (name, timeout),
+            once: false,
+        }
+    }
+
+    /// Waits on nothing: each operation on `socket` is tried once without blocking
+    /// (signals aside), and fails with `WouldBlock` if the socket is not ready.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn once(socket: &'a Socket) -> Self {
+        Waits {
+            socket,
+            deadline: None,
+            timeout: ("", None),
+            once: true,
         }
     }
 
@@ -391,6 +478,12 @@ impl<'a> Waits<'a> {
     #[inline]
     pub(crate) fn limited(&self) -> bool {
         self.deadline.is_some()
+    }
+
+    /// Whether operations must not block (the async shells).
+    #[inline]
+    pub(crate) fn never_blocks(&self) -> bool {
+        self.once
     }
 
     /// Runs `op` on the socket until it succeeds: first waiting in `poll` (until the
@@ -405,6 +498,14 @@ impl<'a> Waits<'a> {
         mut op: impl FnMut(&Socket, bool) -> io::Result<T>,
     ) -> io::Result<T> {
         let poll_first = poll_first || self.limited();
+        if self.once {
+            loop {
+                match op(self.socket, true) {
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    other => return other,
+                }
+            }
+        }
         loop {
             if poll_first && !poll_until(self.socket, events, self.deadline)? {
                 let (name, after) = self.timeout;

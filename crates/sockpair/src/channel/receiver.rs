@@ -5,7 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::records::Record;
@@ -36,10 +36,7 @@ impl<Rx> Receiver<Rx> {
     /// on records the next record comes next. Memory for a message within the limit
     /// grows as its bytes arrive, never for what a header merely claims.
     pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
-        match &mut self.core {
-            RxCore::Stream(rx) => rx.set_max(max),
-            RxCore::Records(rx) => rx.set_max(max),
-        }
+        self.core.set_max(max);
         self
     }
 
@@ -67,23 +64,13 @@ impl<Rx> Receiver<Rx> {
     /// [`ErrorKind::Fds`] (the message itself comes with the receive after). Nothing is
     /// ever dropped without an error somewhere.
     pub fn accept_fds(&mut self, accept: bool) -> &mut Self {
-        match &mut self.core {
-            RxCore::Stream(rx) => {
-                // Before Linux 6.16 the kernel cannot refuse: our own check remains.
-                let _ = self.shared.socket.set_pass_rights(accept);
-                rx.set_accept(accept);
-            }
-            RxCore::Records(rx) => rx.set_accept(accept),
-        }
+        self.core.set_accept(&self.shared.socket, accept);
         self
     }
 
     /// The framing of a stream; `None` on records.
     pub fn framing(&self) -> Option<Framing> {
-        match &self.core {
-            RxCore::Stream(rx) => Some(rx.framing()),
-            RxCore::Records(_) => None,
-        }
+        self.core.framing()
     }
 
     /// The socket underneath.
@@ -118,10 +105,18 @@ impl<Rx: Decode> Receiver<Rx> {
     /// As [`recv`](Receiver::recv).
     pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
         let waits = Waits::new(&self.shared.socket, "read_timeout", self.read_timeout);
-        match &mut self.core {
-            RxCore::Stream(rx) => recv_frame(rx, &self.shared.sent_since_read, waits, fds),
-            RxCore::Records(rx) => recv_record(rx, waits, fds),
+        // A reader blocked in `recv` on a stream is woken each time the peer takes data
+        // this end sent (the kernel's wake-up for writers reaches it too), two context
+        // switches for nothing. Right after a send that is what the peer does, so then
+        // wait in `poll` for input, which nothing else ends. A load and a store, not a
+        // swap: no locked instruction on the hot path (a send racing in between only
+        // costs one wait in `recv` instead of `poll`).
+        let sent = &self.shared.sent_since_read;
+        let poll_first = sent.load(Ordering::Relaxed);
+        if poll_first {
+            sent.store(false, Ordering::Relaxed);
         }
+        receive(&mut self.core, poll_first, waits, fds)
     }
 
     /// The messages as they come, until the end of the stream. An error is yielded as
@@ -135,10 +130,26 @@ impl<Rx: Decode> Receiver<Rx> {
     }
 }
 
+/// Receives one message, and appends its descriptors to `fds`: the receive of both
+/// shells, the blocking one waiting in `waits` (in `poll` before the first read if
+/// `poll_first`), the async ones trying once ([`Waits::once`]). Whatever has arrived of
+/// a message when a read fails is kept in `core`, and the next call continues it.
+pub(crate) fn receive<Rx: Decode>(
+    core: &mut RxCore,
+    poll_first: bool,
+    waits: Waits<'_>,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<Option<Rx>, Error> {
+    match core {
+        RxCore::Stream(rx) => recv_frame(rx, poll_first, waits, fds),
+        RxCore::Records(rx) => recv_record(rx, waits, fds),
+    }
+}
+
 /// Receives one frame from a stream, reading until one is whole.
 fn recv_frame<Rx: Decode>(
     rx: &mut StreamRx,
-    sent_since_read: &AtomicBool,
+    mut poll_first: bool,
     waits: Waits<'_>,
     fds: &mut Vec<OwnedFd>,
 ) -> Result<Option<Rx>, Error> {
@@ -149,23 +160,14 @@ fn recv_frame<Rx: Decode>(
             }
             return decode(frame.payload, rx.buffer()).map(Some);
         }
-        // A reader blocked in `recv` on a stream is woken each time the peer takes data
-        // this end sent (the kernel's wake-up for writers reaches it too), two context
-        // switches for nothing. Right after a send that is what the peer does, so then
-        // wait in `poll` for input, which nothing else ends. A load and a store, not a
-        // swap: no locked instruction on the hot path (a send racing in between only
-        // costs one wait in `recv` instead of `poll`).
-        let sent = sent_since_read.load(Ordering::Relaxed);
-        if sent {
-            sent_since_read.store(false, Ordering::Relaxed);
-        }
         let mut arrived = Vec::new();
         rx.prepare_read()?;
         let received = waits
-            .run(Events::IN, sent, |socket, nonblocking| {
+            .run(Events::IN, poll_first, |socket, nonblocking| {
                 socket.recv_append(rx.targets(), &mut arrived, recv_how(nonblocking))
             })
             .map_err(|err| io_error("receive", err))?;
+        poll_first = false;
         if received.bytes == 0 {
             rx.eof()?;
             return Ok(None);
@@ -232,14 +234,20 @@ impl<Rx: Decode> Iterator for Messages<'_, Rx> {
                 None
             }
             Err(err) => {
-                self.done = matches!(
-                    err.kind(),
-                    ErrorKind::Unusable | ErrorKind::UnexpectedEof | ErrorKind::Io
-                );
+                self.done = ends_messages(&err);
                 Some(Err(err))
             }
         }
     }
+}
+
+/// Whether an error of a receive ends a stream of messages: the channel is unusable, or
+/// the stream ended inside a message, or the kernel failed.
+pub(crate) fn ends_messages(err: &Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Unusable | ErrorKind::UnexpectedEof | ErrorKind::Io
+    )
 }
 
 fn decode<Rx: Decode>(payload: Payload, buffer: &[u8]) -> Result<Rx, Error> {

@@ -64,10 +64,7 @@ impl<Tx> Sender<Tx> {
     /// [`ErrorKind::Io`] with the kernel's error.
     pub fn flush(&mut self) -> Result<(), Error> {
         let waits = Waits::new(&self.shared.socket, "write_timeout", self.write_timeout);
-        match &mut self.core {
-            TxCore::Stream(tx) => flush(tx, waits),
-            TxCore::Records => Ok(()), // a record goes whole or not at all
-        }
+        flush_core(&mut self.core, waits)
     }
 }
 
@@ -98,23 +95,9 @@ impl<Tx: Encode> Sender<Tx> {
         message: &M,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), Error> {
-        if fds.len() > MAX_FDS_PER_MESSAGE {
-            return Err(Error::new(
-                ErrorKind::Fds,
-                format!(
-                    "{} descriptors in one message; at most {MAX_FDS_PER_MESSAGE}",
-                    fds.len()
-                ),
-            ));
-        }
-        let mut scratch = std::mem::take(&mut self.scratch);
-        scratch.clear();
-        let result = match message.encode(&mut scratch) {
-            Ok(payload) => self.send_payload(payload, fds),
-            Err(err) => Err(err),
-        };
-        self.scratch = scratch;
-        result
+        self.shared.sent_since_read.store(true, Ordering::Relaxed);
+        let waits = Waits::new(&self.shared.socket, "write_timeout", self.write_timeout);
+        send_message(&mut self.core, &mut self.scratch, waits, message, fds)
     }
 
     /// Sends several messages with as few system calls as possible: on a byte stream
@@ -155,14 +138,50 @@ impl<Tx: Encode> Sender<Tx> {
         tx.gather = gather;
         result
     }
+}
 
-    fn send_payload(&mut self, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
-        self.shared.sent_since_read.store(true, Ordering::Relaxed);
-        let waits = Waits::new(&self.shared.socket, "write_timeout", self.write_timeout);
-        match &mut self.core {
-            TxCore::Stream(tx) => send_frame(tx, waits, payload, fds),
-            TxCore::Records => send_record(waits, payload, fds),
-        }
+/// Encodes `message` (in `scratch` if it must be) and sends it with `fds`, framed as
+/// `core` says: the send of both shells, the blocking one waiting in `waits`, the async
+/// ones trying once ([`Waits::once`]).
+pub(crate) fn send_message<Tx, M: EncodeAs<Tx> + ?Sized>(
+    core: &mut TxCore,
+    scratch: &mut Vec<u8>,
+    waits: Waits<'_>,
+    message: &M,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(Error::new(
+            ErrorKind::Fds,
+            format!(
+                "{} descriptors in one message; at most {MAX_FDS_PER_MESSAGE}",
+                fds.len()
+            ),
+        ));
+    }
+    scratch.clear();
+    let payload = message.encode(scratch)?;
+    match core {
+        TxCore::Stream(tx) => send_frame(tx, waits, payload, fds),
+        TxCore::Records => send_record(waits, payload, fds),
+    }
+}
+
+/// Writes what an earlier send left unsent, if anything (a record goes whole or not at
+/// all, so records never leave anything).
+pub(crate) fn flush_core(core: &mut TxCore, waits: Waits<'_>) -> Result<(), Error> {
+    match core {
+        TxCore::Stream(tx) => flush(tx, waits),
+        TxCore::Records => Ok(()),
+    }
+}
+
+/// Whether part of a frame waits to be written before anything else.
+#[cfg(feature = "tokio")]
+pub(crate) fn has_unsent(core: &TxCore) -> bool {
+    match core {
+        TxCore::Stream(tx) => !tx.unsent().is_empty(),
+        TxCore::Records => false,
     }
 }
 
@@ -180,7 +199,11 @@ fn send_frame(
         // written with one `send`.
         let mut frame = [0; TINY + 4];
         if let Some(len) = tx.tiny(payload, &mut frame) {
-            match waits.socket.send(&frame[..len]) {
+            let frame_only = [IoSlice::new(&frame[..len])];
+            match waits
+                .socket
+                .send_msg(&frame_only, &[], send_flags(waits.never_blocks()))
+            {
                 Ok(n) if n == len => return Ok(()),
                 Ok(n) => {
                     tx.keep_unsent(&[&frame[n..len]]);

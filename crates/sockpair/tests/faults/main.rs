@@ -6,6 +6,8 @@
 //! the short version; `SOCKPAIR_FAULTS=long` (what `scripts/faults.sh --long` sets) the
 //! long one. The rows and what each proves: `docs/reliability.md`.
 
+#[cfg(feature = "tokio")]
+mod cancel;
 mod children;
 mod emfile;
 mod hostile;

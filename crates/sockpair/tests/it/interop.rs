@@ -10,7 +10,7 @@ use crate::util::watchdog;
 
 /// A Node child that answers each message with `{"got": message}` and exits with 42 when
 /// the channel disconnects.
-const NODE_CHILD: &str = r#"
+pub(crate) const NODE_CHILD: &str = r#"
 process.on('message', (m) => process.send({ got: m }));
 process.on('disconnect', () => process.exit(42));
 "#;
@@ -77,7 +77,7 @@ fn libsystemd_accepts_the_systemd_convention() {
 
 /// A Python child on `multiprocessing.connection.Connection`: echoes each message
 /// reversed until EOF, then sends 1.5 MB and exits.
-const PYTHON_CHILD: &str = r#"
+pub(crate) const PYTHON_CHILD: &str = r#"
 import os
 from multiprocessing.connection import Connection
 c = Connection(int(os.environ["SOCKPAIR_FD"]))

@@ -10,4 +10,6 @@ mod interop;
 mod io;
 mod pair;
 mod spawn;
+#[cfg(feature = "tokio")]
+mod tokio;
 mod util;

@@ -13,7 +13,7 @@ use crate::child_mode::{FD, MODE};
 use crate::util::{TYPES, in_fresh_process, open_fds, watchdog};
 
 /// This test binary as a child in `mode`, expecting its end at `fd`.
-fn child_program(mode: &str, fd: i32) -> Program {
+pub(crate) fn child_program(mode: &str, fd: i32) -> Program {
     let mut program = Program::new(std::env::current_exe().unwrap());
     program.env(MODE, mode).env(FD, fd.to_string());
     program
