@@ -102,9 +102,13 @@ enum Command {
         /// About how long the whole measurement takes, in seconds.
         #[arg(long, value_name = "SECS", default_value_t = 5.0)]
         duration: f64,
-        /// Pin this process and the child to one CPU (cross-CPU wake-ups dominate small
-        /// round trips on virtual machines).
+        /// Do not pin this process and the child to one CPU. Pinned (the default), small
+        /// round trips measure the code, not where the scheduler put the two processes
+        /// (a cross-CPU wake-up costs more than the rest on virtual machines).
         #[arg(long)]
+        no_pin: bool,
+        /// Pinning is the default; accepted for old scripts.
+        #[arg(long, hide = true, conflicts_with = "no_pin")]
         pin: bool,
         /// Print one JSON array, one object per measured row, instead of the table.
         #[arg(long)]
@@ -184,7 +188,8 @@ fn main() -> ExitCode {
             ty,
             sizes,
             duration,
-            pin,
+            no_pin,
+            pin: _,
             json,
             plot,
         } => bench::bench(bench::Bench {
@@ -194,7 +199,7 @@ fn main() -> ExitCode {
                 false => sizes.into_iter().map(|size| size as usize).collect(),
             },
             duration,
-            pin,
+            pin: !no_pin,
             json,
             plot,
         }),

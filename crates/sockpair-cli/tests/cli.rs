@@ -529,13 +529,24 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
     ]);
     assert!(out.status.success(), "{out:?}");
     let table = stdout(&out);
-    let rows: Vec<&str> = table.lines().skip(1).collect();
-    assert_eq!(rows.len(), 8, "{table}");
-    for (row, (size, imp)) in rows.iter().zip(
-        [1, 4096]
-            .iter()
-            .flat_map(|s| ["libc", "socket", "channel", "pipe"].map(move |i| (s, i))),
-    ) {
+    let rows: Vec<&str> = table
+        .lines()
+        .skip(1)
+        .filter(|line| !line.starts_with('#'))
+        .collect();
+    assert_eq!(rows.len(), 12, "{table}");
+    let impls = [
+        "libc",
+        "socket",
+        "channel",
+        "async-channel",
+        "tokio-framed",
+        "pipe",
+    ];
+    for (row, (size, imp)) in rows
+        .iter()
+        .zip([1, 4096].iter().flat_map(|s| impls.map(move |i| (s, i))))
+    {
         let cols: Vec<&str> = row.split_whitespace().collect();
         assert_eq!(
             (cols[0], cols[1], cols[2]),
@@ -550,10 +561,31 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
         "libc is its own baseline: {}",
         rows[0]
     );
+    // Pinned by default, and the table says so, with what its ratio columns mean.
+    assert!(
+        table.contains("# parent and child pinned to CPU"),
+        "{table}"
+    );
+    assert!(table.contains("lower is better") && table.contains("higher is better"));
     let svg = std::fs::read_to_string(&plot).unwrap();
     assert!(
         svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("polyline")
     );
+    // Lines that overlap stay apart: each has its own dash pattern, and notes say how
+    // the numbers were taken.
+    let dashes: std::collections::HashSet<&str> = svg
+        .split("stroke-dasharray=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert_eq!(dashes.len(), 6, "{dashes:?}");
+    assert!(svg.contains("pinned to CPU") && svg.contains("lower is better"));
+    for imp in impls {
+        assert!(
+            svg.contains(&format!(">{imp}</text>")),
+            "legend names {imp}"
+        );
+    }
     assert!(!bench_children_alive());
 
     // JSON, on a seqpacket pair.
@@ -569,12 +601,19 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
     ]);
     assert!(out.status.success(), "{out:?}");
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("one JSON array");
-    assert_eq!(rows.len(), 4);
+    assert_eq!(
+        rows.len(),
+        5,
+        "no tokio-framed row: tokio's UnixStream is a stream"
+    );
     let impls: Vec<&str> = rows
         .iter()
         .map(|row| row["impl"].as_str().unwrap())
         .collect();
-    assert_eq!(impls, ["libc", "socket", "channel", "pipe"]);
+    assert_eq!(
+        impls,
+        ["libc", "socket", "channel", "async-channel", "pipe"]
+    );
     for row in &rows {
         assert_eq!(row["type"], "seqpacket");
         assert_eq!(row["size"], 64);
@@ -583,6 +622,12 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
         assert!(p50 > 0 && p99 >= p50, "{row}");
         assert!(row["throughput_bytes_per_s"].as_u64().unwrap() > 0, "{row}");
     }
+    assert!(!bench_children_alive());
+
+    // --no-pin runs unpinned, and says so.
+    let out = sockpair(&["bench", "--no-pin", "--duration", "0.2", "--size", "64"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("UNPINNED"), "{}", stdout(&out));
     assert!(!bench_children_alive());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -55,6 +55,14 @@
 //! format, for other languages: `docs/wire-format.md`. [`frame`] has the framing alone,
 //! over any `Read`/`Write`.
 //!
+//! # Async
+//!
+//! With the `tokio` feature, [`tokio`](crate::tokio) has the async twin: `AsyncSocket`,
+//! `AsyncChannel` (halves `AsyncSender` and `AsyncReceiver`, a `Stream`) and
+//! `Child::wait_async`. It drives the same transport state machines as the blocking
+//! [`Channel`], so the two understand each other byte for byte, and its receives are
+//! cancel safe. The crate's README and `examples/async.rs` have complete programs.
+//!
 //! # When the other side dies
 //!
 //! Peer death is never a hang, provided every copy of the dead side's end is gone, which
@@ -102,7 +110,7 @@ pub use socket::{Socket, pair, pair_with};
 pub use spawn::{Convention, Program, SpawnOptions};
 pub use types::{Domain, Flags, Protocol, Type};
 
-/// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+/// The README's examples, compiled and run as doc tests (one needs tokio).
+#[cfg(all(doctest, feature = "tokio"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -14,11 +14,14 @@ use super::{Schedule, WARM_UP};
 /// The hidden subcommand that starts the child.
 pub const MODE: &str = "__bench-child";
 
-/// The child's ends of the four transports.
+/// The child's ends of the transports: the async channel's and tokio-util's peers are
+/// blocking channels too (the same frames on the wire).
 struct Ends {
     stream: bool,
     raw: Socket,
     channel: Channel<Vec<u8>>,
+    async_channel: Channel<Vec<u8>>,
+    framed: Channel<Vec<u8>>,
     pipe_in: PipeReader,
     pipe_out: PipeWriter,
     buf: Vec<u8>,
@@ -37,14 +40,18 @@ pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
         .split(',')
         .map(|size| size.parse().context("sizes"))
         .collect::<anyhow::Result<_>>()?;
-    let Ok([raw, channel, pipe_in, pipe_out]) = <[OwnedFd; 4]>::try_from(fds) else {
-        bail!("expected four descriptors from the parent");
+    let Ok([raw, channel, async_channel, framed, pipe_in, pipe_out]) =
+        <[OwnedFd; 6]>::try_from(fds)
+    else {
+        bail!("expected six descriptors from the parent");
     };
     let raw = Socket::from(raw);
     let mut ends = Ends {
         stream: raw.ty()? == Type::STREAM,
         raw,
         channel: Channel::new(Socket::from(channel))?,
+        async_channel: Channel::new(Socket::from(async_channel))?,
+        framed: Channel::new(Socket::from(framed))?,
         pipe_in: PipeReader::from(pipe_in),
         pipe_out: PipeWriter::from(pipe_out),
         buf: vec![0; sizes.iter().max().copied().unwrap_or(1).max(1)],
@@ -59,9 +66,10 @@ pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
         return Ok(std::process::ExitCode::SUCCESS); // the parent gave up
     }
     let schedule = Schedule::decode(std::str::from_utf8(&text[..n])?)?;
+    let impls = Impl::for_type(ends.raw.ty()?);
     for _ in 0..schedule.rounds {
         for (s, &size) in schedule.sizes.iter().enumerate() {
-            for imp in Impl::ALL {
+            for &imp in &impls {
                 for _ in 0..schedule.round_trips[s] {
                     ends.echo(imp, size)?;
                 }
@@ -75,6 +83,15 @@ pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
 }
 
 impl Ends {
+    /// The channel that serves `imp`.
+    fn channel_of(&mut self, imp: Impl) -> &mut Channel<Vec<u8>> {
+        match imp {
+            Impl::AsyncChannel => &mut self.async_channel,
+            Impl::TokioFramed => &mut self.framed,
+            _ => &mut self.channel,
+        }
+    }
+
     /// Receives one message of `size` bytes on `imp`'s transport and sends it back.
     fn echo(&mut self, imp: Impl, size: usize) -> anyhow::Result<()> {
         let buf = &mut self.buf[..size];
@@ -87,12 +104,10 @@ impl Ends {
                 let n = self.raw.recv(buf)?;
                 self.raw.send(&buf[..n])?;
             }
-            Impl::Channel => {
-                let message = self
-                    .channel
-                    .recv()?
-                    .context("the parent closed the channel")?;
-                self.channel.send(&message)?;
+            Impl::Channel | Impl::AsyncChannel | Impl::TokioFramed => {
+                let channel = self.channel_of(imp);
+                let message = channel.recv()?.context("the parent closed the channel")?;
+                channel.send(&message)?;
             }
             Impl::Pipe => {
                 self.pipe_in.read_exact(buf)?;
@@ -117,13 +132,12 @@ impl Ends {
                 }
                 self.raw.send(b"k")?;
             }
-            Impl::Channel => {
+            Impl::Channel | Impl::AsyncChannel | Impl::TokioFramed => {
+                let channel = self.channel_of(imp);
                 for _ in 0..count {
-                    self.channel
-                        .recv()?
-                        .context("the parent closed the channel")?;
+                    channel.recv()?.context("the parent closed the channel")?;
                 }
-                self.channel.send(&b"k".to_vec())?;
+                channel.send(&b"k".to_vec())?;
             }
             Impl::Pipe => {
                 for _ in 0..count {

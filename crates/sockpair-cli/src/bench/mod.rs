@@ -1,6 +1,7 @@
 //! `sockpair bench`: round-trip latency and one-way throughput between this process and
-//! a child, for sockpair's `Socket` and `Channel` beside raw libc calls on a socketpair
-//! and a pair of pipes, interleaved in one run so that the ratios hold on a noisy machine.
+//! a child, for sockpair's `Socket`, `Channel` and `AsyncChannel` beside raw libc calls
+//! on a socketpair, tokio-util's framed `UnixStream` and a pair of pipes, interleaved in
+//! one run so that the ratios hold on a noisy machine. Pinned to one CPU by default.
 
 pub mod child;
 mod report;
@@ -114,10 +115,14 @@ pub fn bench(args: Bench) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    if args.pin {
-        let cpu = pin_to_one_cpu().context("pin to one CPU")?;
-        eprintln!("sockpair bench: parent and child pinned to CPU {cpu}");
-    }
+    let pinned = match args.pin {
+        true => Some(pin_to_one_cpu().context("pin to one CPU (--no-pin to run without)")?),
+        false => None,
+    };
+    let conditions = report::Conditions {
+        pinned,
+        duration: args.duration,
+    };
     let mut program = Program::new(std::env::current_exe().context("find our own binary")?);
     program.arg(child::MODE);
     let (mut child, control) = SpawnOptions::new()
@@ -134,10 +139,10 @@ pub fn bench(args: Bench) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", report::json(args.ty, &rows));
     } else {
-        print!("{}", report::table(args.ty, &rows));
+        print!("{}", report::table(args.ty, &rows, &conditions));
     }
     if let (Some(mut file), Some(path)) = (plot, &args.plot) {
-        file.write_all(report::svg(args.ty, &rows).as_bytes())
+        file.write_all(report::svg(args.ty, &rows, &conditions).as_bytes())
             .with_context(|| format!("write {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -163,7 +168,7 @@ fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
         .send(schedule.encode().as_bytes())
         .context("send the schedule")?;
 
-    let impls = Impl::ALL;
+    let impls = Impl::for_type(args.ty);
     let cells = schedule.sizes.len() * impls.len();
     let mut round_trips = vec![Vec::new(); cells];
     let mut throughputs = vec![Vec::new(); cells];
@@ -173,11 +178,11 @@ fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
             transports.set_size(size);
             for (i, &imp) in impls.iter().enumerate() {
                 let cell = s * impls.len() + i;
-                for _ in 0..schedule.round_trips[s] {
-                    let start = Instant::now();
-                    transports.round_trip(imp)?;
-                    round_trips[cell].push(start.elapsed().as_nanos() as u64);
-                }
+                transports.timed_round_trips(
+                    imp,
+                    schedule.round_trips[s],
+                    &mut round_trips[cell],
+                )?;
                 let start = Instant::now();
                 transports.burst(imp, schedule.burst[s])?;
                 let seconds = start.elapsed().as_secs_f64();
@@ -231,7 +236,7 @@ fn calibrate(args: &Bench, transports: &mut Transports) -> anyhow::Result<Schedu
         estimates.push(start.elapsed().as_secs_f64() / WARM_UP as f64);
     }
     let rounds = if args.duration < 2.0 { 3 } else { 11 };
-    let phases = rounds * args.sizes.len() * Impl::ALL.len() * 2;
+    let phases = rounds * args.sizes.len() * Impl::for_type(args.ty).len() * 2;
     let budget = args.duration / phases as f64;
     let count = |estimate: f64, most: usize| ((budget / estimate) as usize).clamp(5, most);
     Ok(Schedule {

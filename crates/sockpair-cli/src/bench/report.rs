@@ -16,6 +16,28 @@ pub fn type_name(ty: Type) -> &'static str {
     }
 }
 
+/// How the numbers were taken, printed with them.
+#[derive(Debug)]
+pub struct Conditions {
+    /// The CPU parent and child were pinned to, if they were.
+    pub pinned: Option<usize>,
+    /// The `--duration` asked for, in seconds.
+    pub duration: f64,
+}
+
+impl Conditions {
+    fn describe(&self) -> String {
+        let pinning = match self.pinned {
+            Some(cpu) => format!("parent and child pinned to CPU {cpu}"),
+            None => "UNPINNED (--no-pin): small round trips vary with where the scheduler puts the two processes".to_string(),
+        };
+        format!("{pinning}; about {} s of measurement", self.duration)
+    }
+}
+
+/// What the two ratio columns mean.
+const LEGEND: &str = "ratios against libc, same size, same run: rtt \"vs libc\" below 1.000x is faster (lower is better); throughput \"vs libc\" above 1.000x is faster (higher is better)";
+
 /// The libc row of the same size: the baseline of every ratio.
 fn baseline(rows: &[Row], size: usize) -> &Row {
     rows.iter()
@@ -37,18 +59,18 @@ fn rate(bytes_per_s: f64) -> String {
 
 /// A readable table with ratios against libc (below 1 is faster for round trips, above
 /// 1 is faster for throughput).
-pub fn table(ty: Type, rows: &[Row]) -> String {
+pub fn table(ty: Type, rows: &[Row], conditions: &Conditions) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<10} {:>8} {:<8} {:>11} {:>11} {:>8}  {:>12} {:>8}",
+        "{:<10} {:>8} {:<13} {:>11} {:>11} {:>8}  {:>12} {:>8}",
         "type", "size", "impl", "rtt p50", "rtt p99", "vs libc", "throughput", "vs libc"
     );
     for row in rows {
         let base = baseline(rows, row.size);
         let _ = writeln!(
             out,
-            "{:<10} {:>8} {:<8} {:>11} {:>11} {:>7.3}x  {:>12} {:>7.3}x",
+            "{:<10} {:>8} {:<13} {:>11} {:>11} {:>7.3}x  {:>12} {:>7.3}x",
             type_name(ty),
             row.size,
             row.imp.name(),
@@ -59,6 +81,8 @@ pub fn table(ty: Type, rows: &[Row]) -> String {
             row.throughput / base.throughput,
         );
     }
+    let _ = writeln!(out, "# {}", conditions.describe());
+    let _ = writeln!(out, "# {LEGEND}");
     out
 }
 
@@ -83,18 +107,86 @@ pub fn json(ty: Type, rows: &[Row]) -> String {
 /// A chart's title and the value it plots for a row.
 type Panel = (&'static str, fn(&Row) -> f64);
 
-const COLORS: [&str; 4] = ["#444444", "#1f77b4", "#d62728", "#2ca02c"];
+/// One style per implementation, in [`Impl::ALL`]'s order: colour, dash pattern and
+/// marker differ, so that lines that overlap (libc and socket often do) stay apart.
+const STYLES: [(&str, &str, Marker); 6] = [
+    ("#444444", "", Marker::Circle),
+    ("#1f77b4", "6,3", Marker::Square),
+    ("#d62728", "2,2", Marker::Triangle),
+    ("#9467bd", "8,3,2,3", Marker::Diamond),
+    ("#ff7f0e", "1,3", Marker::Cross),
+    ("#2ca02c", "10,4", Marker::Plus),
+];
+
+#[derive(Clone, Copy, Debug)]
+enum Marker {
+    Circle,
+    Square,
+    Triangle,
+    Diamond,
+    Cross,
+    Plus,
+}
+
+/// The SVG of `marker` centred on `(x, y)`, in `color`.
+fn marker(marker: Marker, x: f64, y: f64, color: &str) -> String {
+    let r = 4.0;
+    match marker {
+        Marker::Circle => format!(r#"<circle cx="{x:.1}" cy="{y:.1}" r="{r}" fill="{color}"/>"#),
+        Marker::Square => format!(
+            r#"<rect x="{:.1}" y="{:.1}" width="{}" height="{}" fill="none" stroke="{color}" stroke-width="1.5"/>"#,
+            x - r,
+            y - r,
+            2.0 * r,
+            2.0 * r
+        ),
+        Marker::Triangle => format!(
+            r#"<polygon points="{x:.1},{:.1} {:.1},{:.1} {:.1},{:.1}" fill="{color}"/>"#,
+            y - r,
+            x - r,
+            y + r,
+            x + r,
+            y + r
+        ),
+        Marker::Diamond => format!(
+            r#"<polygon points="{x:.1},{:.1} {:.1},{y:.1} {x:.1},{:.1} {:.1},{y:.1}" fill="none" stroke="{color}" stroke-width="1.5"/>"#,
+            y - r,
+            x + r,
+            y + r,
+            x - r
+        ),
+        Marker::Cross => format!(
+            r#"<path d="M{:.1},{:.1}L{:.1},{:.1}M{:.1},{:.1}L{:.1},{:.1}" stroke="{color}" stroke-width="2"/>"#,
+            x - r,
+            y - r,
+            x + r,
+            y + r,
+            x - r,
+            y + r,
+            x + r,
+            y - r
+        ),
+        Marker::Plus => format!(
+            r#"<path d="M{:.1},{y:.1}L{:.1},{y:.1}M{x:.1},{:.1}L{x:.1},{:.1}" stroke="{color}" stroke-width="2"/>"#,
+            x - r,
+            x + r,
+            y - r,
+            y + r
+        ),
+    }
+}
 
 /// Two panels, both with logarithmic axes: median round trip (µs) and throughput
-/// (MB/s) against message size.
-pub fn svg(ty: Type, rows: &[Row]) -> String {
+/// (MB/s) against message size, a legend, and how the numbers were taken.
+pub fn svg(ty: Type, rows: &[Row], conditions: &Conditions) -> String {
     let mut sizes: Vec<usize> = rows.iter().map(|row| row.size).collect();
     sizes.dedup();
     let (width, height, margin) = (420.0, 300.0, 60.0);
+    // Room around everything: 20 px at the sides, the legend and notes below.
     let mut out = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">"#,
-        2.0 * width + 40.0,
-        height + 70.0
+        2.0 * width + 60.0,
+        height + 120.0
     );
     let _ = write!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
     let panels: [Panel; 2] = [
@@ -161,35 +253,60 @@ pub fn svg(ty: Type, rows: &[Row]) -> String {
             left + width / 2.0 + 20.0,
             height + 26.0
         );
-        for (imp, color) in Impl::ALL.iter().zip(COLORS) {
-            let points: Vec<String> = sizes
+        for (imp, (color, dash, shape)) in Impl::ALL.iter().zip(STYLES) {
+            let points: Vec<(f64, f64)> = sizes
                 .iter()
                 .enumerate()
                 .filter_map(|(i, &size)| {
                     rows.iter()
                         .find(|r| r.size == size && r.imp == *imp)
-                        .map(|r| format!("{:.1},{:.1}", x(i), y(value(r))))
+                        .map(|r| (x(i), y(value(r))))
                 })
+                .collect();
+            if points.is_empty() {
+                continue; // not measured on this type
+            }
+            let line: Vec<String> = points
+                .iter()
+                .map(|(x, y)| format!("{x:.1},{y:.1}"))
                 .collect();
             let _ = write!(
                 out,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
-                points.join(" ")
+                r#"<polyline fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}" points="{}"/>"#,
+                line.join(" ")
             );
+            for (px, py) in points {
+                out.push_str(&marker(shape, px, py, color));
+            }
         }
     }
-    for (k, (imp, color)) in Impl::ALL.iter().zip(COLORS).enumerate() {
-        let lx = 80.0 + k as f64 * 120.0;
+    let measured: Vec<(usize, Impl)> = Impl::ALL
+        .iter()
+        .enumerate()
+        .filter(|(_, imp)| rows.iter().any(|row| row.imp == **imp))
+        .map(|(k, imp)| (k, *imp))
+        .collect();
+    for (slot, (k, imp)) in measured.into_iter().enumerate() {
+        let (color, dash, shape) = STYLES[k];
+        let lx = 80.0 + slot as f64 * 130.0;
+        let ly = height + 50.0;
         let _ = write!(
             out,
-            r#"<line x1="{lx}" y1="{0}" x2="{1}" y2="{0}" stroke="{color}" stroke-width="3"/><text x="{2}" y="{3}">{4}</text>"#,
-            height + 50.0,
-            lx + 25.0,
+            r#"<line x1="{lx}" y1="{ly}" x2="{0}" y2="{ly}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>{1}<text x="{2}" y="{3}">{4}</text>"#,
             lx + 30.0,
-            height + 54.0,
+            marker(shape, lx + 15.0, ly, color),
+            lx + 35.0,
+            ly + 4.0,
             imp.name()
         );
     }
+    let _ = write!(
+        out,
+        r##"<text x="20" y="{}" fill="#555555">{}</text><text x="20" y="{}" fill="#555555">round trip: lower is better; throughput: higher is better</text>"##,
+        height + 80.0,
+        conditions.describe(),
+        height + 98.0
+    );
     out.push_str("</svg>\n");
     out
 }

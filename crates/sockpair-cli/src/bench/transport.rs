@@ -1,11 +1,16 @@
-//! The four ways of talking to the child that `sockpair bench` compares, each a round
-//! trip (send a message, receive it back) and a burst (send messages, receive one ack).
+//! The ways of talking to the child that `sockpair bench` compares, each a round trip
+//! (send a message, receive it back) and a burst (send messages, receive one ack).
 
 use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::OwnedFd;
+use std::time::Instant;
 
 use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt};
+use sockpair::tokio::AsyncChannel;
 use sockpair::{Channel, Socket, Type, pair};
+use tokio_util::bytes::Bytes;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use crate::sys;
 
@@ -18,13 +23,34 @@ pub enum Impl {
     Socket,
     /// sockpair's `Channel<Vec<u8>>`, with its framing.
     Channel,
+    /// sockpair's `AsyncChannel<Vec<u8>>` on a current-thread tokio runtime.
+    AsyncChannel,
+    /// tokio's `UnixStream` in tokio-util's `Framed<_, LengthDelimitedCodec>` (the same
+    /// 4-byte big-endian frames): the best a tokio user has without sockpair. Streams
+    /// only.
+    TokioFramed,
     /// A pair of pipes, one each way.
     Pipe,
 }
 
 impl Impl {
     /// In the order measured and reported; the first is the baseline.
-    pub const ALL: [Impl; 4] = [Impl::Libc, Impl::Socket, Impl::Channel, Impl::Pipe];
+    pub const ALL: [Impl; 6] = [
+        Impl::Libc,
+        Impl::Socket,
+        Impl::Channel,
+        Impl::AsyncChannel,
+        Impl::TokioFramed,
+        Impl::Pipe,
+    ];
+
+    /// Those measured on pairs of `ty`: tokio's `UnixStream` is a stream only.
+    pub fn for_type(ty: Type) -> Vec<Impl> {
+        Impl::ALL
+            .into_iter()
+            .filter(|&imp| ty == Type::STREAM || imp != Impl::TokioFramed)
+            .collect()
+    }
 
     /// The name in the table and the JSON.
     pub fn name(self) -> &'static str {
@@ -32,6 +58,8 @@ impl Impl {
             Impl::Libc => "libc",
             Impl::Socket => "socket",
             Impl::Channel => "channel",
+            Impl::AsyncChannel => "async-channel",
+            Impl::TokioFramed => "tokio-framed",
             Impl::Pipe => "pipe",
         }
     }
@@ -42,27 +70,56 @@ pub struct Transports {
     ty: Type,
     raw: Socket,
     channel: Channel<Vec<u8>>,
+    /// The runtime the async transports run on, in this thread.
+    runtime: tokio::runtime::Runtime,
+    async_channel: AsyncChannel<Vec<u8>>,
+    framed: Framed<tokio::net::UnixStream, LengthDelimitedCodec>,
     pipe_out: PipeWriter,
     pipe_in: PipeReader,
     message: Vec<u8>,
+    /// The message as tokio-util sends it.
+    bytes: Bytes,
     reply: Vec<u8>,
 }
 
 impl Transports {
-    /// The parent's ends, and the child's: the raw pair's, the channel pair's, the read
-    /// end of the pipe to the child and the write end of the pipe from it.
-    pub fn new(ty: Type) -> anyhow::Result<(Transports, [OwnedFd; 4])> {
+    /// The parent's ends, and the child's: the raw pair's, the channel pair's, the async
+    /// channel pair's, the framed (stream) pair's, the read end of the pipe to the child
+    /// and the write end of the pipe from it.
+    pub fn new(ty: Type) -> anyhow::Result<(Transports, [OwnedFd; 6])> {
         let (raw, raw_child) = pair(ty).context("socketpair")?;
         let (channel, channel_child) = pair(ty).context("socketpair")?;
+        let (async_channel, async_child) = pair(ty).context("socketpair")?;
+        let (framed, framed_child) = pair(Type::STREAM).context("socketpair")?;
         let (to_child_read, pipe_out) = std::io::pipe().context("pipe")?;
         let (pipe_in, from_child_write) = std::io::pipe().context("pipe")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .context("start a tokio runtime")?;
+        let (async_channel, framed) = {
+            let _inside = runtime.enter();
+            let framed = std::os::unix::net::UnixStream::from(framed);
+            framed.set_nonblocking(true)?;
+            (
+                AsyncChannel::new(async_channel)?,
+                Framed::new(
+                    tokio::net::UnixStream::from_std(framed)?,
+                    LengthDelimitedCodec::new(),
+                ),
+            )
+        };
         let transports = Transports {
             ty,
             raw,
             channel: Channel::new(channel)?,
+            runtime,
+            async_channel,
+            framed,
             pipe_out,
             pipe_in,
             message: Vec::new(),
+            bytes: Bytes::new(),
             reply: vec![0; 1 << 20],
         };
         Ok((
@@ -70,15 +127,66 @@ impl Transports {
             [
                 raw_child.into(),
                 channel_child.into(),
+                async_child.into(),
+                framed_child.into(),
                 to_child_read.into(),
                 from_child_write.into(),
             ],
         ))
     }
 
+    /// `count` round trips on `imp`, each timed (ns) into `samples`; the async ones all
+    /// inside one turn of the runtime, as an async program would run them.
+    pub fn timed_round_trips(
+        &mut self,
+        imp: Impl,
+        count: usize,
+        samples: &mut Vec<u64>,
+    ) -> anyhow::Result<()> {
+        let message = &self.message;
+        match imp {
+            Impl::AsyncChannel => {
+                let channel = &mut self.async_channel;
+                self.runtime.block_on(async {
+                    for _ in 0..count {
+                        let start = Instant::now();
+                        channel.send(message).await?;
+                        channel
+                            .recv()
+                            .await?
+                            .context("the child closed its channel")?;
+                        samples.push(start.elapsed().as_nanos() as u64);
+                    }
+                    Ok(())
+                })
+            }
+            Impl::TokioFramed => {
+                let (framed, bytes) = (&mut self.framed, &self.bytes);
+                self.runtime.block_on(async {
+                    for _ in 0..count {
+                        let start = Instant::now();
+                        framed.send(bytes.clone()).await?;
+                        framed.next().await.context("the child closed its end")??;
+                        samples.push(start.elapsed().as_nanos() as u64);
+                    }
+                    Ok(())
+                })
+            }
+            _ => {
+                for _ in 0..count {
+                    let start = Instant::now();
+                    self.round_trip(imp)?;
+                    samples.push(start.elapsed().as_nanos() as u64);
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Makes the message of the following round trips and bursts `size` bytes long.
     pub fn set_size(&mut self, size: usize) {
         self.message = vec![0x5a; size];
+        self.bytes = Bytes::from(self.message.clone());
         if self.reply.len() < size {
             self.reply.resize(size, 0);
         }
@@ -110,6 +218,10 @@ impl Transports {
                 self.channel
                     .recv()?
                     .context("the child closed its channel")?;
+            }
+            (Impl::AsyncChannel | Impl::TokioFramed, _) => {
+                let mut one = Vec::with_capacity(1);
+                self.timed_round_trips(imp, 1, &mut one)?;
             }
             (Impl::Pipe, _) => {
                 self.pipe_out.write_all(message)?;
@@ -152,6 +264,31 @@ impl Transports {
                 self.channel
                     .recv()?
                     .context("the child closed its channel")?;
+            }
+            Impl::AsyncChannel => {
+                let channel = &mut self.async_channel;
+                self.runtime.block_on(async {
+                    for _ in 0..count {
+                        channel.send(message).await?;
+                    }
+                    channel
+                        .recv()
+                        .await?
+                        .context("the child closed its channel")?;
+                    anyhow::Ok(())
+                })?;
+            }
+            Impl::TokioFramed => {
+                let (framed, bytes) = (&mut self.framed, &self.bytes);
+                self.runtime.block_on(async {
+                    for _ in 0..count {
+                        // `feed` then one `flush`, as a tokio user writes a burst.
+                        framed.feed(bytes.clone()).await?;
+                    }
+                    SinkExt::<Bytes>::flush(framed).await?;
+                    framed.next().await.context("the child closed its end")??;
+                    anyhow::Ok(())
+                })?;
             }
             Impl::Pipe => {
                 for _ in 0..count {
