@@ -63,6 +63,17 @@
 //! [`Channel`], so the two understand each other byte for byte, and its receives are
 //! cancel safe. The crate's README and `examples/async.rs` have complete programs.
 //!
+//! # Running a function in a child
+//!
+//! With the `worker` feature, [`worker`](crate::worker) runs a Rust `fn(A) -> R` in a
+//! child process: `worker::spawn(f, arg)?.join()` gives the result, or an error naming
+//! what happened instead (a panic and its message, an exit, an abort, a kill, a value
+//! that did not survive serde), never a hang; `join_timeout` gives up and leaves the
+//! worker for `kill`. The child is this executable started again with its end at fd 3
+//! and no other descriptor; its `main` calls `worker::init()` first. A `worker::Pool`
+//! reuses `n` workers, and one that dies fails only its task. `examples/worker.rs` has
+//! all of it.
+//!
 //! # When the other side dies
 //!
 //! Peer death is never a hang, provided every copy of the dead side's end is gone, which
@@ -95,6 +106,8 @@ mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod types;
+#[cfg(feature = "worker")]
+pub mod worker;
 
 pub use channel::{Channel, Messages, Receiver, Sender};
 pub use child::Child;
@@ -110,7 +123,7 @@ pub use socket::{Socket, pair, pair_with};
 pub use spawn::{Convention, Program, SpawnOptions};
 pub use types::{Domain, Flags, Protocol, Type};
 
-/// The README's examples, compiled and run as doc tests (one needs tokio).
-#[cfg(all(doctest, feature = "tokio"))]
+/// The README's examples, compiled and run as doc tests (they need tokio and worker).
+#[cfg(all(doctest, feature = "tokio", feature = "worker"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -39,6 +39,9 @@ pub struct Program {
     env_clear: bool,
     cwd: Option<PathBuf>,
     pgroup: Option<i32>,
+    /// A variable set to the child's own pid, written between fork and exec (as
+    /// systemd's `LISTEN_PID`), so that only that process takes it as meant for itself.
+    pid_var: Option<&'static str>,
 }
 
 impl Program {
@@ -53,6 +56,7 @@ impl Program {
             env_clear: false,
             cwd: None,
             pgroup: None,
+            pid_var: None,
         }
     }
 
@@ -131,6 +135,13 @@ impl Program {
         self.args.iter().map(OsString::as_os_str)
     }
 
+    /// Sets `name` to the child's own pid in its environment (see `pid_var`).
+    #[cfg(feature = "worker")]
+    pub(crate) fn pid_var(&mut self, name: &'static str) -> &mut Self {
+        self.pid_var = Some(name);
+        self
+    }
+
     /// The environment changes, as [`Command::get_envs`] lists them (`None`: removed).
     pub fn get_envs(&self) -> impl ExactSizeIterator<Item = (&OsStr, Option<&OsStr>)> {
         self.env
@@ -189,7 +200,8 @@ impl Program {
                 env.push((key.clone(), value.clone()));
             }
         }
-        let ours = convention.vars(child_fd);
+        let mut ours = convention.vars(child_fd);
+        ours.extend(self.pid_var.map(|name| (name, Value::ChildPid)));
         env.retain(|(key, _)| {
             !ours.iter().any(|(name, _)| key == name)
                 && !convention.stale_vars().iter().any(|name| key == name)
@@ -203,6 +215,12 @@ impl Program {
             let value = match value {
                 Value::Text(text) => text,
                 Value::ChildPid => {
+                    if pid_slot.is_some() {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("{name}: only one variable can hold the child's pid"),
+                        ));
+                    }
                     pid_slot = Some(envp.len());
                     "0".repeat(PID_ROOM)
                 }

@@ -7,6 +7,7 @@
 //! - `SO_PEERCRED` is read into a plain `ucred`, whose `pid` may legitimately be 0.
 //! - `SO_PASSRIGHTS` and `SO_TIMESTAMP`, which rustix does not set.
 //! - `fork` and `_exit` have no safe form anywhere.
+//! - `dladdr`, and `SIGIO` on a socket's hang-up, for the worker.
 //!
 //! It is the bottom layer: nothing here imports from the modules above it.
 //! - `recvmsg` without asking for an address (see `recvmsg.rs`).
@@ -138,4 +139,63 @@ pub(crate) unsafe fn fork() -> io::Result<Option<i32>> {
 pub(crate) fn exit_immediately(code: i32) -> ! {
     // SAFETY: `_exit` is async-signal-safe, touches no memory of ours and never returns.
     unsafe { libc::_exit(code) }
+}
+
+/// The address at which the loaded object (the executable or a shared library) that
+/// holds `addr` starts (`dladdr`'s `dli_fbase`); `None` if no loaded object holds it, or
+/// the process has no dynamic loader to ask (a static executable).
+pub(crate) fn object_base(addr: usize) -> Option<usize> {
+    let mut info = libc::Dl_info {
+        dli_fname: std::ptr::null(),
+        dli_fbase: std::ptr::null_mut(),
+        dli_sname: std::ptr::null(),
+        dli_saddr: std::ptr::null_mut(),
+    };
+    // SAFETY: dladdr only looks `addr` up in the loader's tables (it never dereferences
+    // it) and writes into `info`, a writable `Dl_info`.
+    let found = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
+    (found != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
+}
+
+/// Makes this process end when `fd`'s peer hangs up, or stops that (`on == false`):
+/// `SIGIO` to this process on the socket's state changes (`F_SETOWN`, `O_ASYNC`), with
+/// `SIGIO`'s default action, which is to terminate. Turning it on also restores that
+/// default (a parent may have left `SIGIO` ignored, which `execve` keeps) and unblocks
+/// `SIGIO` in the calling thread.
+pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
+    let fd = fd.as_fd().as_raw_fd();
+    if on {
+        // SAFETY: `SIG_DFL` installs no handler of ours; signal(2) touches no memory.
+        if unsafe { libc::signal(libc::SIGIO, libc::SIG_DFL) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `mask` is a writable sigset_t, initialised by sigemptyset before use;
+        // pthread_sigmask only reads it.
+        let rc = unsafe {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut mask);
+            libc::sigaddset(&mut mask, libc::SIGIO);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &mask, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        // SAFETY: fcntl with F_SETOWN takes an int argument and touches no memory.
+        if unsafe { libc::fcntl(fd, libc::F_SETOWN, libc::getpid()) } == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: F_GETFL/F_SETFL take and return plain ints; no memory is touched.
+    let rc = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        match flags {
+            -1 => -1,
+            _ if on => libc::fcntl(fd, libc::F_SETFL, flags | libc::O_ASYNC),
+            _ => libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_ASYNC),
+        }
+    };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }

@@ -4,9 +4,10 @@ use std::io;
 use std::os::fd::AsFd;
 use std::time::Instant;
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::{PollFlags, Timespec};
 use rustix::io::Errno;
 
+pub(crate) use rustix::event::PollFd;
 pub(crate) use rustix::event::PollFlags as Events;
 
 /// Waits until `fd` is ready for `events` (or has an error or hang-up), or until
@@ -18,6 +19,12 @@ pub(crate) fn poll_until(
     events: PollFlags,
     deadline: Option<Instant>,
 ) -> io::Result<bool> {
+    poll_any(&mut [PollFd::new(&fd, events)], deadline)
+}
+
+/// [`poll_until`] for several descriptors: waits until one of them is ready for its
+/// events (each `PollFd`'s `revents` then say which), or until `deadline`.
+pub(crate) fn poll_any(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<bool> {
     loop {
         let timeout = deadline.map(|deadline| {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -26,8 +33,7 @@ pub(crate) fn poll_until(
                 tv_nsec: 0,
             })
         });
-        let mut fds = [PollFd::new(&fd, events)];
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+        match rustix::event::poll(fds, timeout.as_ref()) {
             Ok(0) => return Ok(false),
             Ok(_) => return Ok(true),
             Err(Errno::INTR) => {}

@@ -27,6 +27,8 @@ extern "C" fn run_child_mode() {
         "flood" => flood(),
         "inherit" => inherit(),
         "fd-receiver" => fd_receiver(),
+        #[cfg(feature = "worker")]
+        "worker-parent" => worker_parent(),
         other => {
             eprintln!("unknown child mode {other}");
             3
@@ -204,4 +206,20 @@ fn fd_receiver() -> i32 {
             return 1;
         }
     }
+}
+
+/// A parent of a worker that is about to die: prints the worker's pid, then waits to
+/// be killed.
+#[cfg(feature = "worker")]
+fn worker_parent() -> i32 {
+    // SAFETY: this process runs no other thread yet (the mode runs before main).
+    unsafe { std::env::remove_var(MODE) };
+    let handle = sockpair::worker::spawn(
+        |ms: u64| std::thread::sleep(std::time::Duration::from_millis(ms)),
+        60_000,
+    )
+    .unwrap();
+    println!("{}", handle.pid().unwrap());
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    0
 }

@@ -13,3 +13,8 @@ mod spawn;
 #[cfg(feature = "tokio")]
 mod tokio;
 mod util;
+#[cfg(feature = "worker")]
+mod worker;
+
+#[cfg(feature = "worker")]
+sockpair::worker::init_before_main!();

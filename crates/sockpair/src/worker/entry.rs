@@ -1,0 +1,163 @@
+//! Finding the function in the worker: by its offset from a function of sockpair's in
+//! the same executable, checked on both sides.
+//!
+//! A function pointer does not survive `execve`, but its distance from any other
+//! function of the same loaded file does: the loader maps the whole file at one base,
+//! wherever ASLR puts it. The parent sends two such distances: the user's `fn(A) -> R`
+//! and [`run::<A, R>`](run), the monomorphized trampoline that decodes `A`, calls the
+//! function and encodes `R`. The worker adds them to its own address of the same anchor.
+//!
+//! That is sound because of what is checked before any call:
+//! - in the parent ([`Call::of`]): both functions are in the loaded object that holds
+//!   the anchor (not in a shared library, whose base differs from process to process);
+//! - in the worker (`serve`): the request comes from the process that created the pair,
+//!   which is the worker's parent, and that process runs the same executable file
+//!   (device and inode of `/proc/<pid>/exe`); only [`Call::of`] writes requests there;
+//! - in the worker ([`call`]): both addresses fall inside the anchor's object.
+//!
+//! Claiming the inherited descriptor and turning addresses back into functions are the
+//! two `unsafe` operations of the worker; this file holds both.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+
+use rustix::fs::FileType;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::socket::Socket;
+use crate::sys;
+
+/// The descriptor number of the worker's end.
+pub(crate) const FD: i32 = 3;
+
+/// Where the function and its trampoline are, as distances from [`anchor`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Call {
+    pub(crate) function: isize,
+    pub(crate) trampoline: isize,
+}
+
+/// What the trampoline made of one call: the encoded result, or why there is none.
+pub(crate) enum Outcome {
+    Returned(Vec<u8>),
+    ArgumentDecode(String),
+    ResultEncode(String),
+}
+
+/// The trampoline's type: the function's address and the encoded argument in, the
+/// outcome out. The same for every `A` and `R`, so the worker can call it knowing only
+/// its address.
+type Trampoline = fn(usize, &[u8]) -> Outcome;
+
+/// The fixed point the distances are measured from: a function of this crate, which is
+/// in the same loaded object as the monomorphized trampolines.
+#[inline(never)]
+fn anchor() -> usize {
+    anchor as fn() -> usize as usize
+}
+
+impl Call {
+    /// Where `f` and `run::<A, R>` are.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] if either lies outside the object that holds
+    /// sockpair (a function in a shared library).
+    pub(crate) fn of<A, R>(f: fn(A) -> R) -> io::Result<Call>
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+    {
+        let trampoline: Trampoline = run::<A, R>;
+        let (anchor, function, trampoline) = (anchor(), f as usize, trampoline as usize);
+        let base = sys::object_base(anchor);
+        if sys::object_base(function) != base || sys::object_base(trampoline) != base {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the function is not in the executable that holds sockpair (in a shared \
+                 library?): a worker can only find functions there",
+            ));
+        }
+        Ok(Call {
+            function: function.wrapping_sub(anchor) as isize,
+            trampoline: trampoline.wrapping_sub(anchor) as isize,
+        })
+    }
+}
+
+/// Runs the call in the worker: finds both functions at their distances from this
+/// process's anchor, and calls the trampoline.
+///
+/// # Errors
+///
+/// A message saying so if either address falls outside the anchor's object.
+pub(crate) fn call(call: Call, argument: &[u8]) -> Result<Outcome, String> {
+    let anchor = anchor();
+    let function = anchor.wrapping_add_signed(call.function);
+    let trampoline = anchor.wrapping_add_signed(call.trampoline);
+    let base = sys::object_base(anchor);
+    if sys::object_base(function) != base || sys::object_base(trampoline) != base {
+        return Err(format!(
+            "no function of this executable is at {:+#x} or {:+#x} from sockpair's anchor",
+            call.function, call.trampoline
+        ));
+    }
+    // SAFETY: `trampoline` is the address of a `run::<A, R>` for some `A` and `R`, whose
+    // type is `Trampoline` whatever they are: the parent took the distance from its own
+    // `run::<A, R>` (`Call::of`), it runs the same executable file as this process
+    // (checked in `serve` before the first call), and the same file maps the same code
+    // at the same distances from the anchor; the address lies in the anchor's object.
+    let trampoline = unsafe { std::mem::transmute::<*const (), Trampoline>(trampoline as _) };
+    Ok(trampoline(function, argument))
+}
+
+/// The trampoline: decodes `A`, calls the `fn(A) -> R` at `function`, encodes `R`.
+fn run<A: DeserializeOwned, R: Serialize>(function: usize, argument: &[u8]) -> Outcome {
+    // SAFETY: `function` is the address of an `fn(A) -> R` with this very `A` and `R`:
+    // the parent sent it together with the distance of this monomorphization of `run`
+    // (`Call::of::<A, R>` takes both from one `fn(A) -> R`), from the same executable.
+    let f = unsafe { std::mem::transmute::<*const (), fn(A) -> R>(function as _) };
+    let argument = match postcard::from_bytes::<A>(argument) {
+        Ok(argument) => argument,
+        Err(err) => {
+            return Outcome::ArgumentDecode(format!(
+                "the argument did not decode as {} in the worker: {err}",
+                std::any::type_name::<A>()
+            ));
+        }
+    };
+    match postcard::to_allocvec(&f(argument)) {
+        Ok(bytes) => Outcome::Returned(bytes),
+        Err(err) => Outcome::ResultEncode(format!(
+            "the result did not encode as {} in the worker: {err}",
+            std::any::type_name::<R>()
+        )),
+    }
+}
+
+/// Takes the worker's end at [`FD`], close-on-exec from here on, if it is a socket.
+///
+/// Only called by `init` in a process that the environment names as a worker by its own
+/// pid, which only sockpair's spawn writes, between fork and exec, after placing the end
+/// at [`FD`] and closing every other descriptor above 2.
+pub(crate) fn claim_end() -> io::Result<Socket> {
+    // SAFETY: only borrowed for `fstat`; a number that is not open makes it fail with
+    // EBADF, and nothing else happens.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(FD) };
+    let stat = rustix::fs::fstat(borrowed)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {FD} is not a socket"),
+        ));
+    }
+    // SAFETY: see above: the socket at FD was put there by the spawn that started this
+    // process as a worker, and nothing in the process has claimed it before `init`, the
+    // only caller, which runs its worker once and exits.
+    let fd = unsafe { OwnedFd::from_raw_fd(FD) };
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(Socket::from(fd))
+}

@@ -1,0 +1,409 @@
+//! [`Pool`]: `n` worker processes, reused for task after task.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::entry::Call;
+use super::error::Error;
+use super::process::{NoAnswer, Process};
+use super::{Handle, wire};
+
+/// A pool of `n` worker processes that run tasks one at a time each, in the order they
+/// were submitted, as Python's `multiprocessing.Pool` and procspawn's `Pool` do, but a
+/// worker that dies fails only the task it was running: its [`Handle`] reports how it
+/// ended ([`Error::Died`]), a new worker takes its place, and every other task runs.
+///
+/// ```
+/// # sockpair::worker::init_before_main!();
+/// use sockpair::worker::Pool;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = Pool::new(2)?;
+/// let squares: Vec<u64> = pool.map(square, 1..=5).collect::<Result<_, _>>()?;
+/// assert_eq!(squares, [1, 4, 9, 16, 25]);
+/// let one = pool.spawn(square, 12);
+/// assert_eq!(one.join()?, 144);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// Each worker is served by a thread of this process, which hands it the next task and
+/// waits for the answer or the worker's end. Dropping the pool kills the workers still
+/// running a task (their handles report [`Error::Died`]), fails the tasks not yet
+/// started ([`Error::Killed`]), closes the idle workers' ends (they exit), reaps every
+/// worker and joins its threads.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("size", &self.threads.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the pool's threads share: the queue and each thread's current task.
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
+}
+
+struct Queue {
+    tasks: VecDeque<Task>,
+    /// The task each thread runs, for the pool's drop to kill.
+    running: Vec<Option<Arc<Slot>>>,
+    closed: bool,
+}
+
+struct Task {
+    request: Vec<u8>,
+    slot: Arc<Slot>,
+}
+
+/// One task's state, shared by its [`Handle`] and the thread that runs it.
+pub(crate) struct Slot {
+    state: Mutex<State>,
+    done: Condvar,
+}
+
+enum State {
+    Queued,
+    /// A worker runs it. Its process is reaped only after the state has left `Running`
+    /// (under this lock), so a `kill` that sees `Running` never signals a reused pid.
+    /// `killed`: a kill was sent, so the worker is not reused even if it answered.
+    Running {
+        pid: Pid,
+        killed: bool,
+    },
+    /// Its worker is gone and being reaped, to say how it ended.
+    Ending,
+    /// Its answer, or why there is none, not yet taken.
+    Done(Result<Vec<u8>, Error>),
+    Taken,
+}
+
+type Pid = rustix::process::Pid;
+
+impl Slot {
+    fn new(state: State) -> Arc<Slot> {
+        Arc::new(Slot {
+            state: Mutex::new(state),
+            done: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Moves a queued task to `Running`; `false` if it was killed meanwhile.
+    fn start(&self, pid: Pid) -> bool {
+        let mut state = self.lock();
+        match *state {
+            State::Queued => {
+                *state = State::Running { pid, killed: false };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Records the task's outcome; returns whether its worker was sent a kill.
+    fn finish(&self, outcome: Result<Vec<u8>, Error>) -> bool {
+        let mut state = self.lock();
+        let killed = matches!(*state, State::Running { killed: true, .. });
+        if matches!(
+            *state,
+            State::Queued | State::Running { .. } | State::Ending
+        ) {
+            *state = State::Done(outcome);
+        }
+        self.done.notify_all();
+        killed
+    }
+
+    /// Leaves `Running` before the worker is reaped: no kill reaches its pid after this.
+    fn ending(&self) {
+        *self.lock() = State::Ending;
+    }
+
+    /// The worker's pid while it runs the task.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        match *self.lock() {
+            State::Running { pid, .. } => Some(pid.as_raw_nonzero().get() as u32),
+            _ => None,
+        }
+    }
+
+    /// Waits until `deadline` for the answer; `None` if it passed first.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> Option<Result<Vec<u8>, Error>> {
+        let mut state = self.lock();
+        loop {
+            match std::mem::replace(&mut *state, State::Taken) {
+                State::Done(outcome) => return Some(outcome),
+                State::Taken => {
+                    return Some(Err(Error::Io(io::Error::other(
+                        "the result was already taken by an earlier join_timeout",
+                    ))));
+                }
+                waiting => *state = waiting,
+            }
+            state = match deadline {
+                None => self.done.wait(state).unwrap_or_else(|p| p.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.done
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+            };
+        }
+    }
+
+    /// Ends the task: a queued one never starts ([`Error::Killed`]); a running one's
+    /// worker is killed (`SIGKILL`), and its handle reports that death.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        let mut state = self.lock();
+        match *state {
+            State::Queued => {
+                *state = State::Done(Err(Error::Killed));
+                self.done.notify_all();
+                Ok(())
+            }
+            State::Running {
+                pid,
+                ref mut killed,
+            } => {
+                rustix::process::kill_process(pid, rustix::process::Signal::KILL)?;
+                *killed = true;
+                Ok(())
+            }
+            State::Ending | State::Done(_) | State::Taken => Ok(()),
+        }
+    }
+
+    /// A dropped handle's task: not started, it never will be; running, it runs on and
+    /// its answer is dropped.
+    pub(crate) fn abandon(&self) {
+        let mut state = self.lock();
+        if matches!(*state, State::Queued) {
+            *state = State::Taken;
+        }
+    }
+}
+
+impl Pool {
+    /// Starts `n` workers (each as [`spawn`](super::spawn) starts one) and a thread of
+    /// this process for each.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`] for `n == 0`; the error of starting a worker or a
+    /// thread (then none is left running).
+    pub fn new(n: usize) -> io::Result<Pool> {
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a pool needs at least one worker",
+            ));
+        }
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                tasks: VecDeque::new(),
+                running: vec![None; n],
+                closed: false,
+            }),
+            work: Condvar::new(),
+        });
+        let mut pool = Pool {
+            shared,
+            threads: Vec::with_capacity(n),
+        };
+        for index in 0..n {
+            let process = Process::start()?; // a failure drops `pool`: all is ended
+            let shared = Arc::clone(&pool.shared);
+            let thread = std::thread::Builder::new()
+                .name(format!("sockpair-pool-{index}"))
+                .spawn(move || serve(&shared, index, process))?;
+            pool.threads.push(thread);
+        }
+        Ok(pool)
+    }
+
+    /// How many workers the pool has.
+    pub fn size(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Queues `f(arg)` for the next free worker. What can go wrong, the argument not
+    /// encoding included, is reported by the handle's [`join`](Handle::join).
+    ///
+    /// The handle's [`kill`](Handle::kill) cancels the task if it has not started and
+    /// kills its worker if it runs (a new worker takes the worker's place); dropping the
+    /// handle cancels a task not yet started and lets a running one finish.
+    pub fn spawn<A, R>(&self, f: fn(A) -> R, arg: A) -> Handle<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        let request = Call::of(f)
+            .map_err(Error::Io)
+            .and_then(|call| wire::request(call, false, &arg));
+        let slot = match request {
+            Ok(request) => {
+                let slot = Slot::new(State::Queued);
+                let mut queue = self.shared.lock();
+                queue.tasks.push_back(Task {
+                    request,
+                    slot: Arc::clone(&slot),
+                });
+                drop(queue);
+                self.shared.work.notify_one();
+                slot
+            }
+            Err(err) => Slot::new(State::Done(Err(err))),
+        };
+        Handle::pooled(slot)
+    }
+
+    /// Runs `f` on every item of `items` across the pool, and yields the results in the
+    /// order of the items, each as its own `Result`: a task that fails does not stop the
+    /// others. At most twice the pool's size of tasks are queued ahead of the one being
+    /// yielded, so `items` may be endless; dropping the iterator cancels the queued ones.
+    pub fn map<'pool, A, R, I>(
+        &'pool self,
+        f: fn(A) -> R,
+        items: I,
+    ) -> impl Iterator<Item = Result<R, Error>> + 'pool
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+        A: 'pool,
+        R: 'pool,
+        I: IntoIterator<Item = A>,
+        I::IntoIter: 'pool,
+    {
+        let mut items = items.into_iter();
+        let ahead = 2 * self.size();
+        let mut queued: VecDeque<Handle<R>> = VecDeque::with_capacity(ahead);
+        std::iter::from_fn(move || {
+            while queued.len() < ahead {
+                match items.next() {
+                    Some(item) => queued.push_back(self.spawn(f, item)),
+                    None => break,
+                }
+            }
+            queued.pop_front().map(Handle::join)
+        })
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One pool thread: takes the next task, runs it on its worker, starting a new worker
+/// when the last one died; ends when the pool is dropped.
+fn serve(shared: &Shared, index: usize, process: Process) {
+    let mut process = Some(process);
+    loop {
+        let task = {
+            let mut queue = shared.lock();
+            loop {
+                if queue.closed {
+                    queue.running[index] = None;
+                    drop(queue);
+                    if let Some(process) = process {
+                        process.close();
+                    }
+                    return;
+                }
+                match queue.tasks.pop_front() {
+                    Some(task) => break task,
+                    None => {
+                        queue = shared
+                            .work
+                            .wait(queue)
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    }
+                }
+            }
+        };
+        let worker = match process.take() {
+            Some(worker) => worker,
+            None => match Process::start() {
+                Ok(worker) => worker,
+                Err(err) => {
+                    task.slot.finish(Err(Error::Io(err)));
+                    continue;
+                }
+            },
+        };
+        let pid = Pid::from_raw(worker.pid() as i32).expect("a child's pid is positive");
+        if !task.slot.start(pid) {
+            process = Some(worker); // killed or abandoned while queued
+            continue;
+        }
+        shared.lock().running[index] = Some(Arc::clone(&task.slot));
+        let mut worker = worker;
+        let answer = worker
+            .send(&task.request)
+            .and_then(|()| worker.answer(None));
+        shared.lock().running[index] = None;
+        match answer {
+            Ok(answer) => match task.slot.finish(Ok(answer)) {
+                false => process = Some(worker),
+                true => drop(worker.death()), // killed as it answered: not reused
+            },
+            Err(NoAnswer::Failed(err)) => {
+                let _ = worker.kill();
+                task.slot.finish(Err(err));
+                let _ = worker.reap();
+            }
+            Err(NoAnswer::Ended | NoAnswer::Timeout) => {
+                task.slot.ending();
+                task.slot.finish(Err(worker.death()));
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let mut queue = self.shared.lock();
+        queue.closed = true;
+        for task in queue.tasks.drain(..) {
+            task.slot.finish(Err(Error::Killed));
+        }
+        for slot in queue.running.iter().flatten() {
+            let _ = slot.kill();
+        }
+        drop(queue);
+        self.shared.work.notify_all();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}

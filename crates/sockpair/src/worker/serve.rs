@@ -1,0 +1,191 @@
+//! [`init`]: the worker's side. It answers requests until its parent closes the pair
+//! (or, for a [`spawn`](super::spawn), after the one request), then exits.
+
+use std::io::{self, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Mutex;
+use std::thread::{self, ThreadId};
+
+use super::entry;
+use super::process::VAR;
+use super::wire::{self, Answer};
+use crate::channel::Channel;
+use crate::socket::Socket;
+use crate::sys;
+use crate::sys::poll::{Events, poll_until};
+
+/// Turns this process into a worker if it was started as one, and otherwise returns at
+/// once. Call it first in `main`, before anything else runs, threads in particular:
+///
+/// ```no_run
+/// fn main() {
+///     sockpair::worker::init();
+///     run(); // the program: worker::spawn and Pool work from here on
+/// }
+/// # fn run() {}
+/// ```
+///
+/// In a worker (a process that [`spawn`](super::spawn) or a [`Pool`](super::Pool)
+/// started, recognised by `SOCKPAIR_WORKER` holding its own pid), it never returns: it
+/// runs the functions it is sent, answers each, and exits (status 0 once its parent
+/// closes the pair or the one call of a `spawn` is answered; 2, with a line on stderr,
+/// if it cannot serve: fd 3 is not its parent's end, or its parent runs another
+/// executable). A descendant that inherits `SOCKPAIR_WORKER` is not a worker: the pid
+/// is not its own.
+///
+/// In a test binary, whose `main` is the test harness's, use
+/// [`init_before_main!`](super::init_before_main) instead.
+pub fn init() {
+    let Some(value) = std::env::var_os(VAR) else {
+        return;
+    };
+    if value.to_str().and_then(|pid| pid.parse::<u32>().ok()) != Some(std::process::id()) {
+        return;
+    }
+    let code = match serve() {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("sockpair worker {}: {err}", std::process::id());
+            2
+        }
+    };
+    let _ = io::stdout().flush();
+    #[allow(clippy::exit, reason = "a worker ends when its parent is done with it")]
+    std::process::exit(code)
+}
+
+/// A panic's message and location, as the hook saw it on the worker's thread.
+static PANIC: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
+
+fn serve() -> io::Result<()> {
+    let socket = entry::claim_end()?;
+    let refusal = check_parent(&socket).err();
+    let mut channel = Channel::<Vec<u8>>::new(socket)?;
+    channel.max_frame_len(usize::MAX);
+    if let Some(why) = refusal {
+        // Tell whoever it is, then stop: nothing it sends is called. Its request is
+        // read first (for a moment at most), so that closing with it unread does not
+        // reset the connection and lose the answer.
+        channel.read_timeout(Some(std::time::Duration::from_millis(200)));
+        let _ = channel.recv();
+        let _ = channel.send(&Answer::NotFound(why.clone()).into_frame());
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    }
+    catch_panic_messages(thread::current().id());
+    loop {
+        let request = match channel.recv() {
+            Ok(Some(request)) => request,
+            Ok(None) => return Ok(()), // the parent is done with us (or gone)
+            Err(err) => return Err(err.into()),
+        };
+        let (call, last, argument) = match wire::parse_request(&request) {
+            Ok(parsed) => parsed,
+            Err(why) => {
+                let _ = channel.send(&Answer::NotFound(why.clone()).into_frame());
+                return Err(io::Error::new(io::ErrorKind::InvalidData, why));
+            }
+        };
+        // While the function runs nothing more comes from the parent: the end turns
+        // readable only when the parent is gone, and then SIGIO ends this process.
+        sys::end_on_hang_up(channel.socket(), true)?;
+        if parent_gone(channel.socket())? {
+            return Ok(());
+        }
+        let answer = run(call, argument);
+        sys::end_on_hang_up(channel.socket(), false)?;
+        let _ = io::stdout().flush();
+        match channel.send(&answer.into_frame()) {
+            Ok(()) => {}
+            Err(err) if crate::channel::receiver::ends_messages(&err) => return Ok(()),
+            Err(err) => match io::Error::from(err) {
+                err if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
+                err => return Err(err),
+            },
+        }
+        if last {
+            return Ok(());
+        }
+    }
+}
+
+/// Calls the function, catching a panic.
+fn run(call: entry::Call, argument: &[u8]) -> Answer {
+    *PANIC
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+    match panic::catch_unwind(AssertUnwindSafe(|| entry::call(call, argument))) {
+        Ok(Ok(outcome)) => Answer::Outcome(outcome),
+        Ok(Err(why)) => Answer::NotFound(why),
+        Err(payload) => {
+            let seen = PANIC
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            let (message, location) =
+                seen.unwrap_or_else(|| (payload_text(payload.as_ref()), None));
+            Answer::Panicked(message, location)
+        }
+    }
+}
+
+/// Keeps the message and location of panics on the worker's thread for the answer,
+/// and lets the hook before ours (std's: a line on stderr) run as usual.
+fn catch_panic_messages(worker: ThreadId) {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if thread::current().id() == worker {
+            let seen = (
+                payload_text(info.payload()),
+                info.location().map(ToString::to_string),
+            );
+            *PANIC
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(seen);
+        }
+        previous(info);
+    }));
+}
+
+fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
+    match (
+        payload.downcast_ref::<&str>(),
+        payload.downcast_ref::<String>(),
+    ) {
+        (Some(text), _) => (*text).to_owned(),
+        (_, Some(text)) => text.clone(),
+        _ => "(a panic payload that is not a string)".to_owned(),
+    }
+}
+
+/// Whether the end has turned readable: with no request outstanding from the parent,
+/// that is its hang-up.
+fn parent_gone(socket: &Socket) -> io::Result<bool> {
+    poll_until(socket, Events::IN, Some(std::time::Instant::now()))
+}
+
+/// Refuses a peer that is not this process's parent running this same executable:
+/// only such a parent's `Call::of` computed the distances the requests carry.
+fn check_parent(socket: &Socket) -> Result<(), String> {
+    let parent = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get());
+    let peer = socket
+        .peer_cred()
+        .map_err(|err| format!("fd 3: SO_PEERCRED: {err}"))?
+        .pid()
+        .unwrap_or(0);
+    if peer == 0 || peer != parent {
+        return Err(format!(
+            "fd 3's peer (pid {peer}) is not this worker's parent (pid {parent})"
+        ));
+    }
+    let identity = |path: &str| {
+        rustix::fs::stat(path)
+            .map(|stat| (stat.st_dev, stat.st_ino))
+            .map_err(|err| format!("stat {path}: {}", io::Error::from(err)))
+    };
+    if identity("/proc/self/exe")? != identity(&format!("/proc/{parent}/exe"))? {
+        return Err(format!(
+            "the parent (pid {parent}) runs another executable than this worker"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! The worker's defences, driven from inside the crate: a real worker process (this
+//! unit-test binary, re-executed) fed requests that no `spawn` writes.
+
+use std::time::{Duration, Instant};
+
+use super::entry::{self, Call};
+use super::process::{NoAnswer, Process};
+use super::wire;
+use super::{Error, spawn};
+use crate::sys;
+
+crate::worker::init_before_main!();
+
+fn triple(x: u32) -> u32 {
+    x * 3
+}
+
+/// Sends `request` to a fresh worker and returns what its answer says.
+fn answer_to(request: &[u8]) -> Result<u32, Error> {
+    let mut process = Process::start().unwrap();
+    process
+        .send(request)
+        .ok()
+        .expect("the worker takes the request");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    match process.answer(Some(deadline)) {
+        Ok(answer) => {
+            let _ = process.reap();
+            wire::parse_answer(&answer)
+        }
+        Err(NoAnswer::Ended) => Err(process.death()),
+        Err(NoAnswer::Timeout) => panic!("no answer to {request:?}"),
+        Err(NoAnswer::Failed(err)) => Err(err),
+    }
+}
+
+#[test]
+fn a_real_call_through_the_same_path_works() {
+    let call = Call::of(triple as fn(u32) -> u32).unwrap();
+    assert_eq!(
+        answer_to(&wire::request(call, true, &14u32).unwrap()).unwrap(),
+        42
+    );
+    assert_eq!(spawn(triple, 5).unwrap().join().unwrap(), 15);
+}
+
+#[test]
+fn requests_no_spawn_writes_are_refused_not_called() {
+    let short = answer_to(b"xx").unwrap_err();
+    assert!(
+        matches!(&short, Error::NotFound(why) if why.contains("too short")),
+        "{short:?}"
+    );
+    let call = Call::of(triple as fn(u32) -> u32).unwrap();
+    let mut versioned = wire::request(call, true, &1u32).unwrap();
+    versioned[0] = 99;
+    assert!(matches!(answer_to(&versioned), Err(Error::NotFound(why)) if why.contains("version")));
+    // Distances that land outside the executable are refused before any call.
+    for wild in [isize::MAX / 2, isize::MIN / 2, 1 << 40] {
+        let bad = Call {
+            function: wild,
+            trampoline: call.trampoline,
+        };
+        let refused = answer_to(&wire::request(bad, true, &1u32).unwrap());
+        assert!(
+            matches!(&refused, Err(Error::NotFound(why)) if why.contains("no function")),
+            "{refused:?}"
+        );
+        let bad = Call {
+            function: call.function,
+            trampoline: wild,
+        };
+        let refused = answer_to(&wire::request(bad, true, &1u32).unwrap());
+        assert!(matches!(refused, Err(Error::NotFound(_))));
+    }
+}
+
+#[test]
+fn functions_of_a_shared_library_are_told_apart() {
+    let ours = sys::object_base(triple as fn(u32) -> u32 as usize);
+    assert!(ours.is_some(), "dladdr knows the executable");
+    let libc_fn = sys::object_base(libc::getpid as *const () as usize);
+    assert!(libc_fn.is_some());
+    assert_ne!(
+        ours, libc_fn,
+        "libc is another object: its functions would be refused"
+    );
+    assert_eq!(sys::object_base(8), None, "no object holds address 8");
+    assert!(
+        entry::call(
+            Call {
+                function: 1 << 45,
+                trampoline: 1 << 45
+            },
+            &[]
+        )
+        .is_err()
+    );
+}
