@@ -144,6 +144,7 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
 /// The address at which the loaded object (the executable or a shared library) that
 /// holds `addr` starts (`dladdr`'s `dli_fbase`); `None` if no loaded object holds it, or
 /// the process has no dynamic loader to ask (a static executable).
+#[cfg(feature = "worker")]
 pub(crate) fn object_base(addr: usize) -> Option<usize> {
     let mut info = libc::Dl_info {
         dli_fname: std::ptr::null(),
@@ -162,6 +163,7 @@ pub(crate) fn object_base(addr: usize) -> Option<usize> {
 /// `SIGIO`'s default action, which is to terminate. Turning it on also restores that
 /// default (a parent may have left `SIGIO` ignored, which `execve` keeps) and unblocks
 /// `SIGIO` in the calling thread.
+#[cfg(feature = "worker")]
 pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
     if on {

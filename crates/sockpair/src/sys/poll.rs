@@ -24,6 +24,7 @@ pub(crate) fn poll_until(
 
 /// [`poll_until`] for several descriptors: waits until one of them is ready for its
 /// events (each `PollFd`'s `revents` then say which), or until `deadline`.
+#[inline]
 pub(crate) fn poll_any(fds: &mut [PollFd<'_>], deadline: Option<Instant>) -> io::Result<bool> {
     loop {
         let timeout = deadline.map(|deadline| {
