@@ -146,7 +146,9 @@ macro_rules! __worker_init_before_main {
 pub use crate::__worker_init_before_main as init_before_main;
 
 /// Runs `f(arg)` in a new worker process and returns a handle to its result. `f` is any
-/// `fn(A) -> R` of this executable, or a closure that captures nothing.
+/// `fn(A) -> R` of this executable, or a closure that captures nothing. `A` and `R` are
+/// both `Serialize` and `DeserializeOwned`: this side encodes `A` and decodes `R`, the
+/// worker (the same code) the other way round.
 ///
 /// The worker is this executable started again (`/proc/self/exe`), so its `main` must
 /// call [`init`] first (or the executable must use [`init_before_main!`]). It inherits

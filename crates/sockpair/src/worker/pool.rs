@@ -211,18 +211,24 @@ impl Slot {
 }
 
 impl Pool {
+    /// The most workers a pool may have (each is a process and a thread of ours).
+    pub const MAX_SIZE: usize = 4096;
+
     /// Starts `n` workers (each as [`spawn`](super::spawn) starts one) and a thread of
     /// this process for each.
     ///
     /// # Errors
     ///
-    /// [`io::ErrorKind::InvalidInput`] for `n == 0`; the error of starting a worker or a
-    /// thread (then none is left running).
+    /// [`io::ErrorKind::InvalidInput`] for `n == 0` or `n` over [`Pool::MAX_SIZE`]; the
+    /// error of starting a worker or a thread (then none is left running).
     pub fn new(n: usize) -> io::Result<Pool> {
-        if n == 0 {
+        if n == 0 || n > Pool::MAX_SIZE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "a pool needs at least one worker",
+                format!(
+                    "a pool of {n} workers: it needs at least one, and at most {}",
+                    Pool::MAX_SIZE
+                ),
             ));
         }
         let shared = Arc::new(Shared {

@@ -208,18 +208,20 @@ fn fd_receiver() -> i32 {
     }
 }
 
-/// A parent of a worker that is about to die: prints the worker's pid, then waits to
-/// be killed.
+/// A parent of a worker that is about to die: starts a worker that prints its pid on
+/// the stdout they share once it runs, then waits to be killed.
 #[cfg(feature = "worker")]
 fn worker_parent() -> i32 {
     // SAFETY: this process runs no other thread yet (the mode runs before main).
     unsafe { std::env::remove_var(MODE) };
-    let handle = sockpair::worker::spawn(
-        |ms: u64| std::thread::sleep(std::time::Duration::from_millis(ms)),
+    let _handle = sockpair::worker::spawn(
+        |ms: u64| {
+            println!("{}", std::process::id());
+            std::thread::sleep(std::time::Duration::from_millis(ms))
+        },
         60_000,
     )
     .unwrap();
-    println!("{}", handle.pid().unwrap());
     std::thread::sleep(std::time::Duration::from_secs(60));
     0
 }

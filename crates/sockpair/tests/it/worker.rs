@@ -591,3 +591,22 @@ fn a_worker_refuses_a_parent_that_runs_another_executable() {
         assert!(why.contains("runs another executable"), "{why}");
     });
 }
+
+/// A worker that runs a worker of its own.
+fn double_in_a_grandchild(x: i64) -> (u32, i64) {
+    let handle = worker::spawn(double, x).unwrap();
+    let pid = handle.pid().unwrap();
+    (pid, handle.join().unwrap())
+}
+
+#[test]
+fn a_worker_can_spawn_workers() {
+    watchdog(|| {
+        let handle = worker::spawn(double_in_a_grandchild, 8).unwrap();
+        let child = handle.pid().unwrap();
+        let (grandchild, value) = handle.join().unwrap();
+        assert_eq!(value, 16);
+        assert_ne!(grandchild, child);
+        assert!(gone(grandchild));
+    });
+}
