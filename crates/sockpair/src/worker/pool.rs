@@ -271,7 +271,7 @@ impl Pool {
         R: Serialize + DeserializeOwned,
     {
         let request = Call::of(f)
-            .map_err(Error::Io)
+            .map_err(|err| Error::NotFound(err.to_string()))
             .and_then(|call| wire::request(call, false, &arg));
         let slot = match request {
             Ok(request) => {
