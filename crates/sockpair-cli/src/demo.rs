@@ -1,4 +1,8 @@
 //! `sockpair demo`: the fork-and-talk example of TLPI §57.5, for any socket type.
+//!
+//! `unsafe` is allowed here for one call: `sockpair::fork`, whose child may only do
+//! async-signal-safe work.
+#![allow(unsafe_code)]
 
 use std::fs::File;
 use std::io::{self, Write};

@@ -1,4 +1,5 @@
 //! `sockpair`: socket pairs between programs, from the shell.
+#![deny(unsafe_code)]
 
 mod bench;
 mod demo;

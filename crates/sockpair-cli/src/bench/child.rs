@@ -1,6 +1,10 @@
 //! The child of `sockpair bench`: this same binary, started with a hidden subcommand,
 //! its control socket handed over by `SpawnOptions`. It follows the parent's schedule:
 //! echoes each round trip and acknowledges each burst.
+//!
+//! `unsafe` is allowed here for one call: `Socket::from_inherited`, which claims the
+//! inherited control socket first thing in the child's `main`.
+#![allow(unsafe_code)]
 
 use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::OwnedFd;

@@ -1,5 +1,8 @@
-//! The only `unsafe` in the command: the raw `libc` calls that `sockpair bench`
-//! measures everything else against, and the signal mask calls of `descendants`.
+//! The command's system calls: the raw `libc` calls that `sockpair bench` measures
+//! everything else against, and the signal mask calls of `descendants`. The crate denies
+//! `unsafe_code`; this file allows it, and so do `demo.rs` and `bench/child.rs` for one
+//! call each of an `unsafe fn` of the library (`fork`, `Socket::from_inherited`).
+#![allow(unsafe_code)]
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
