@@ -184,41 +184,35 @@ impl Process {
         }
     }
 
-    /// Closes our end (the worker reads EOF and exits) and reaps it, killed first if it
-    /// does not exit within [`EXIT_GRACE`].
-    pub(crate) fn close(self) {
-        let Process {
-            mut child, channel, ..
-        } = self;
-        drop(channel);
-        let _ = reap(&mut child);
+    /// Closes our end for both directions (the worker reads EOF and exits) and reaps it,
+    /// killed first if it does not exit within [`EXIT_GRACE`].
+    pub(crate) fn close(mut self) {
+        let _ = self.channel.socket().shutdown(std::net::Shutdown::Both);
+        let _ = self.reap();
     }
 
     /// Reaps the worker, which answered its last request or closed its end: killed
     /// first if it does not exit within [`EXIT_GRACE`].
     pub(crate) fn reap(&mut self) -> io::Result<std::process::ExitStatus> {
-        if let Some(pidfd) = &self.pidfd {
+        let exited = match &self.pidfd {
             // Our pidfd already watches it: no second one to open.
-            poll_until(pidfd, Events::IN, Some(Instant::now() + EXIT_GRACE))?;
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status);
+            Some(pidfd) => {
+                poll_until(pidfd, Events::IN, Some(Instant::now() + EXIT_GRACE))?;
+                self.child.try_wait()?
             }
-            self.child.kill()?;
-            return self.child.wait();
+            None => self.child.wait_timeout(EXIT_GRACE)?,
+        };
+        match exited {
+            Some(status) => Ok(status),
+            None => {
+                self.child.kill()?;
+                self.child.wait()
+            }
         }
-        reap(&mut self.child)
     }
 
     /// Kills the worker (`SIGKILL`); it is reaped by [`death`](Process::death).
     pub(crate) fn kill(&mut self) -> io::Result<()> {
         self.child.kill()
     }
-}
-
-fn reap(child: &mut Child) -> io::Result<std::process::ExitStatus> {
-    if let Some(status) = child.wait_timeout(EXIT_GRACE)? {
-        return Ok(status);
-    }
-    child.kill()?;
-    child.wait()
 }
