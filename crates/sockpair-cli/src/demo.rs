@@ -26,15 +26,24 @@ pub fn run(ty: Type) -> anyhow::Result<()> {
             socket.send(TO_CHILD).context("send to the child")?;
             let mut buf = [0; 64];
             let n = socket.recv(&mut buf).context("receive from the child")?;
-            println!("Parent received: {}", String::from_utf8_lossy(&buf[..n]));
+            // The child printed its line before it answered; ours comes after it.
             let status = child.wait().context("wait for the child")?;
-            if !status.success() {
-                bail!("the demo's child failed ({status})");
+            if n == 0 {
+                bail!("the demo's child ended without answering ({status})");
             }
-            Ok(())
+            let line = format!("Parent received: {}\n", String::from_utf8_lossy(&buf[..n]));
+            crate::write_stdout(line.as_bytes())?;
+            match status.code() {
+                Some(0) => Ok(()),
+                Some(STDOUT_FAILED) => bail!("the demo's child could not write to stdout"),
+                _ => bail!("the demo's child failed ({status})"),
+            }
         }
     }
 }
+
+/// The child's exit code when its line could not be written (it still answers).
+const STDOUT_FAILED: i32 = 3;
 
 /// The child's side, async-signal-safe: no allocation, no locks; one `write(2)` for
 /// its line. Returns the exit code.
@@ -49,9 +58,9 @@ fn child(socket: &Socket, stdout: &File) -> i32 {
     let end = PREFIX.len() + n;
     line[end] = b'\n';
     let printed = (&*stdout).write_all(&line[..=end]).is_ok();
-    if printed && socket.send(TO_PARENT).is_ok() {
-        0
-    } else {
-        1
+    match (socket.send(TO_PARENT).is_ok(), printed) {
+        (false, _) => 1,
+        (true, false) => STDOUT_FAILED,
+        (true, true) => 0,
     }
 }

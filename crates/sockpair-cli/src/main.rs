@@ -10,6 +10,7 @@ mod run;
 mod sys;
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -152,9 +153,43 @@ impl From<SocketType> for sockpair::Type {
 /// Exit status for our own errors (bad usage, a failed system call).
 const FAILURE: u8 = 2;
 
+/// Our stdout was closed under us (`EPIPE`): like a program in a shell pipeline whose
+/// reader is done (`... | head -1`), we stop quietly.
+#[derive(Debug)]
+struct StdoutClosed;
+
+impl std::fmt::Display for StdoutClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("stdout was closed")
+    }
+}
+
+impl std::error::Error for StdoutClosed {}
+
+/// Writes `bytes` to stdout and flushes: a closed pipe is [`StdoutClosed`], any other
+/// failure (`/dev/full`: ENOSPC) an error that says it was stdout.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(err) => Err(anyhow::Error::new(err).context("write to stdout")),
+    }
+}
+
 fn main() -> ExitCode {
     // clap renders its own errors (with their usage and tips) and exits with 2.
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version: on stdout, which may be closed or full.
+        Err(err) if !err.use_stderr() => {
+            return match write_stdout(err.render().to_string().as_bytes()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => report(&err),
+            };
+        }
+        Err(err) => err.exit(),
+    };
     if matches!(cli.command, Command::Run { .. } | Command::Pipe { .. })
         && let Err(err) = descendants::watch()
     {
@@ -210,23 +245,30 @@ fn main() -> ExitCode {
     descendants::finish();
     match result {
         Ok(code) => code,
-        Err(err) => {
-            eprintln!("sockpair: {err:#}");
-            ExitCode::from(FAILURE)
-        }
+        Err(err) => report(&err),
     }
+}
+
+/// Our own error as one line on stderr and exit status 2; nothing for a closed stdout.
+fn report(err: &anyhow::Error) -> ExitCode {
+    if err.downcast_ref::<StdoutClosed>().is_some() {
+        return ExitCode::SUCCESS;
+    }
+    // stderr may be gone too: nothing more can be said then.
+    let _ = writeln!(std::io::stderr(), "sockpair: {err:#}");
+    ExitCode::from(FAILURE)
 }
 
 /// `sockpair help [COMMAND]`: the help of the command, or of `sockpair` itself.
 fn help(command: Option<&str>) -> anyhow::Result<ExitCode> {
     let mut cli = Cli::command();
-    match command {
-        None => cli.print_help()?,
+    let help = match command {
+        None => cli.render_help(),
         Some(name) => match cli.find_subcommand_mut(name) {
             Some(sub) if !sub.is_hide_set() => sub
                 .clone()
                 .bin_name(format!("sockpair {name}"))
-                .print_help()?,
+                .render_help(),
             _ => {
                 cli.error(
                     clap::error::ErrorKind::InvalidSubcommand,
@@ -235,6 +277,7 @@ fn help(command: Option<&str>) -> anyhow::Result<ExitCode> {
                 .exit();
             }
         },
-    }
+    };
+    write_stdout(help.to_string().as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rustix::io::Errno;
 use rustix::process::{Pid, PidfdFlags, Signal, WaitOptions};
 
-use crate::sys::poll::{Events, poll_until};
+use crate::wait::{Events, poll_until};
 
 /// A child process: its pid, its exit status once reaped, and the pipes to its stdio
 /// that the `Command` asked for (as in [`std::process::Child`]).

@@ -53,7 +53,7 @@ impl Socket {
     /// they mean on a pair.
     #[doc(alias = "SO_PEERCRED")]
     pub fn peer_cred(&self) -> io::Result<PeerCred> {
-        let (pid, uid, gid) = sys::peer_cred(self)?;
+        let (pid, uid, gid) = sys::sockopt::peer_cred(self)?;
         Ok(PeerCred { pid, uid, gid })
     }
 }

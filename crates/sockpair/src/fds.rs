@@ -9,7 +9,7 @@ use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use crate::socket::Socket;
 use crate::sys;
 pub use crate::sys::recvmsg::MAX_FDS_PER_MESSAGE;
-use crate::sys::recvmsg::{Received, Recv};
+pub(crate) use crate::sys::recvmsg::{Received, Recv};
 use crate::types::Type;
 
 /// Room for a full `SCM_RIGHTS` message.
@@ -146,12 +146,25 @@ impl Socket {
     /// Whether this socket accepts descriptors (`SO_PASSRIGHTS`); `None` before Linux
     /// 6.16, where every socket does.
     pub(crate) fn pass_rights(&self) -> io::Result<Option<bool>> {
-        sys::pass_rights(self)
+        sys::sockopt::pass_rights(self)
     }
 
     /// Makes this socket accept or refuse descriptors (`SO_PASSRIGHTS`); `ENOPROTOOPT`
     /// before Linux 6.16.
     pub(crate) fn set_pass_rights(&self, accept: bool) -> io::Result<()> {
-        sys::set_pass_rights(self, accept)
+        sys::sockopt::set_pass_rights(self, accept)
+    }
+
+    /// Turns on `SO_TIMESTAMP`: every record then comes with a control message, and
+    /// the end of the stream with none (how a seqpacket channel tells them apart).
+    pub(crate) fn set_receive_timestamps(&self) -> io::Result<()> {
+        sys::sockopt::set_receive_timestamps(self)
+    }
+
+    /// Makes this process end (`SIGIO`, default action) when the peer hangs up, or
+    /// stops that: for a worker while it runs a function.
+    #[cfg(feature = "worker")]
+    pub(crate) fn end_process_on_hang_up(&self, on: bool) -> io::Result<()> {
+        sys::sockopt::end_on_hang_up(self, on)
     }
 }

@@ -9,7 +9,7 @@ use std::io;
 
 use crate::child::Child;
 use crate::socket::{Socket, pair};
-use crate::sys::{exit_immediately as sys_exit, fork as sys_fork};
+use crate::sys::process::{exit_immediately as sys_exit, fork as sys_fork};
 use crate::types::Type;
 
 /// Which side of a [`fork`] this process is on, with its end of the pair.

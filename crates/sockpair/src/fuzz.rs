@@ -16,8 +16,8 @@ use crate::channel::memfd::{self, Facts};
 use crate::channel::records::{Record, RecordRx};
 use crate::channel::stream::StreamRx;
 use crate::error::ErrorKind;
+use crate::fds::Received;
 use crate::frame::{Framing, length, lines};
-use crate::sys::recvmsg::Received;
 
 /// The limits (`max_frame_len`) a fuzz input picks from with one byte.
 const LIMITS: [usize; 8] = [0, 1, 7, 100, 4096, 65536, 1 << 20, usize::MAX];
@@ -316,23 +316,24 @@ pub fn fd_rule(data: &[u8]) {
 /// length-prefixed types never panics, and what decodes encodes back to the same value.
 #[cfg(feature = "serde")]
 pub fn typed(data: &[u8]) {
-    use crate::message::{Decode, Encode, Json, Postcard};
+    use crate::message::{Decode, EncodeAs, Json, Postcard, Receive};
     type Nested = Vec<(String, Option<Vec<u64>>, Vec<Vec<u8>>)>;
     let mut scratch = Vec::new();
-    if let Ok(Json(value)) = Json::<serde_json::Value>::decode(data) {
-        let again = Json(value.clone());
-        let bytes = again.encode(&mut scratch).expect("a decoded value encodes");
-        let Json(back) = Json::<serde_json::Value>::decode(bytes).expect("and decodes");
+    if let Ok(value) = Json::<serde_json::Value>::receive(data) {
+        let bytes =
+            EncodeAs::<Json<_>>::encode_as(&value, &mut scratch).expect("a decoded value encodes");
+        let back = Json::<serde_json::Value>::receive(bytes).expect("and decodes");
         assert_eq!(back, value);
     }
-    let _ = Json::<Nested>::decode(data);
-    if let Ok(Postcard(value)) = Postcard::<Nested>::decode(data) {
-        let again = Postcard(value.clone());
-        let bytes = again.encode(&mut scratch).expect("a decoded value encodes");
-        let Postcard(back) = Postcard::<Nested>::decode(bytes).expect("and decodes");
+    let _ = Json::<Nested>::receive(data);
+    if let Ok(value) = Postcard::<Nested>::receive(data) {
+        scratch.clear();
+        let bytes = EncodeAs::<Postcard<_>>::encode_as(&value, &mut scratch)
+            .expect("a decoded value encodes");
+        let back = Postcard::<Nested>::receive(bytes).expect("and decodes");
         assert_eq!(back, value);
     }
-    let _ = Postcard::<String>::decode(data);
+    let _ = Postcard::<String>::receive(data);
     let _ = String::decode(data);
 }
 

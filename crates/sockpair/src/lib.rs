@@ -94,6 +94,8 @@ mod channel;
 mod child;
 mod cred;
 mod error;
+#[cfg(feature = "worker")]
+mod exe;
 mod fds;
 mod fork;
 pub mod frame;
@@ -106,6 +108,7 @@ mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
 mod types;
+mod wait;
 #[cfg(feature = "worker")]
 pub mod worker;
 
@@ -116,11 +119,11 @@ pub use error::{Error, ErrorKind};
 pub use fds::MAX_FDS_PER_MESSAGE;
 pub use fork::{Fork, exit_immediately, fork};
 pub use frame::Framing;
-pub use message::{Decode, Encode, EncodeAs, Message};
+pub use message::{Decode, Encode, EncodeAs, Receive};
 #[cfg(feature = "serde")]
 pub use message::{Json, Postcard};
 pub use socket::{Socket, pair, pair_with};
-pub use spawn::{Convention, Program, SpawnOptions};
+pub use spawn::{Convention, Program, SpawnError, SpawnOptions};
 pub use types::{Domain, Flags, Protocol, Type};
 
 /// The README's examples, compiled and run as doc tests (they need tokio and worker).

@@ -1,5 +1,6 @@
 //! What a [`Channel`](crate::Channel) carries: [`Encode`] turns a value into a frame's
-//! payload, [`Decode`] a payload back into a value.
+//! payload, [`Decode`] a payload back into a value; [`EncodeAs`] and [`Receive`] say what
+//! a `Channel<Tx, Rx>` takes and gives (`&T` and `T` for `Json<T>`).
 
 use crate::error::{Error, ErrorKind};
 
@@ -72,8 +73,9 @@ pub trait Decode: Sized {
 }
 
 /// What a `Channel<Tx>` sends: a `Tx` itself, or a borrowed form of it that encodes the
-/// same, so that nothing is copied to send it: `[u8]` and `[u8; N]` for `Vec<u8>`, `str`
-/// for `String`.
+/// same, so that nothing is copied or wrapped to send it: `[u8]` and `[u8; N]` for
+/// `Vec<u8>`, `str` for `String`, and with the `serde` feature a plain `T` for `Json<T>`
+/// and `Postcard<T>`.
 ///
 /// ```
 /// use sockpair::{pair, Channel, Type};
@@ -85,21 +87,79 @@ pub trait Decode: Sized {
 /// a.send(&b"a vec".to_vec())?;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub trait EncodeAs<Tx>: Encode {}
+pub trait EncodeAs<Tx: ?Sized> {
+    /// The frame's payload for `self`, as `Tx` would encode it: see [`Encode::encode`].
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] if `self` cannot be encoded.
+    fn encode_as<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error>;
+}
 
-impl<T: Encode> EncodeAs<T> for T {}
+impl<T: Encode + ?Sized> EncodeAs<T> for T {
+    #[inline]
+    fn encode_as<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        self.encode(scratch)
+    }
+}
 
-impl EncodeAs<Vec<u8>> for [u8] {}
+impl EncodeAs<Vec<u8>> for [u8] {
+    #[inline]
+    fn encode_as<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        Ok(self)
+    }
+}
 
-impl<const N: usize> EncodeAs<Vec<u8>> for [u8; N] {}
+impl<const N: usize> EncodeAs<Vec<u8>> for [u8; N] {
+    #[inline]
+    fn encode_as<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        Ok(self)
+    }
+}
 
-impl EncodeAs<String> for str {}
+impl EncodeAs<String> for str {
+    #[inline]
+    fn encode_as<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        Ok(self.as_bytes())
+    }
+}
 
-/// Both sides: what a `Channel<T>` both sends and receives. Implemented for every type
-/// that is [`Encode`] and [`Decode`].
-pub trait Message: Encode + Decode {}
+/// What a `Channel<_, Rx>` gives for each frame: [`Value`](Receive::Value) is `Rx`
+/// itself for a [`Decode`] type (bytes, text, your own), and `T` for `Json<T>` and
+/// `Postcard<T>`, so that nothing needs unwrapping. Implemented by sockpair for those;
+/// implement [`Decode`] for a format of your own.
+pub trait Receive {
+    /// The value one frame carries.
+    type Value;
 
-impl<T: Encode + Decode> Message for T {}
+    /// The value carried by `payload`, lent from the channel's receive buffer.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Decode`] if the payload is not a valid encoding.
+    fn receive(payload: &[u8]) -> Result<Self::Value, Error>;
+
+    /// The value carried by a payload that is a buffer of its own (large messages).
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Receive::receive).
+    fn receive_owned(payload: Vec<u8>) -> Result<Self::Value, Error>;
+}
+
+impl<T: Decode> Receive for T {
+    type Value = T;
+
+    #[inline]
+    fn receive(payload: &[u8]) -> Result<T, Error> {
+        T::decode(payload)
+    }
+
+    #[inline]
+    fn receive_owned(payload: Vec<u8>) -> Result<T, Error> {
+        T::decode_owned(payload)
+    }
+}
 
 impl Encode for [u8] {
     fn encode<'a>(&'a self, _: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
@@ -145,18 +205,47 @@ impl Decode for String {
     fn decode(payload: &[u8]) -> Result<Self, Error> {
         std::str::from_utf8(payload)
             .map(str::to_owned)
-            .map_err(|err| Error::with_source(ErrorKind::Decode, "the frame is not UTF-8", err))
+            .map_err(|err| Error::new(ErrorKind::Decode, format!("the frame is not UTF-8: {err}")))
     }
 
     fn decode_owned(payload: Vec<u8>) -> Result<Self, Error> {
         String::from_utf8(payload)
-            .map_err(|err| Error::with_source(ErrorKind::Decode, "the frame is not UTF-8", err))
+            .map_err(|err| Error::new(ErrorKind::Decode, format!("the frame is not UTF-8: {err}")))
     }
 }
 
 /// A serde value encoded as compact JSON (`serde_json`): the format of Node's IPC
 /// channel, and readable by anything. Never contains a newline, so it also travels as a
 /// line.
+///
+/// A `Channel<Json<T>>` sends a `&T` and receives a `T`: the wrapper names the format,
+/// and is needed only where a value must be one (`Json(value)` is also sent as is).
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sockpair::{pair, Channel, ErrorKind, Json, Type};
+///
+/// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+/// struct Request {
+///     id: u32,
+///     path: String,
+/// }
+///
+/// let (a, b) = pair(Type::STREAM)?;
+/// let mut a: Channel<Json<Request>> = Channel::new(a)?;
+/// let mut b: Channel<Json<Request>> = Channel::new(b)?;
+/// let request = Request { id: 7, path: "/etc/hosts".into() };
+/// a.send(&request)?; // no clone, no wrapper
+/// assert_eq!(b.recv()?, Some(request)); // a Request, no `.0`
+///
+/// // A frame that is not a Request says why, in serde's words.
+/// let mut raw: Channel<Vec<u8>> = Channel::new(a.into_socket())?;
+/// raw.send(br#"{"path":"/"}"#)?;
+/// let err = b.recv().unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::Decode);
+/// assert!(err.to_string().contains("missing field `id`"), "{err}");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[cfg(feature = "serde")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Json<T>(pub T);
@@ -164,26 +253,43 @@ pub struct Json<T>(pub T);
 #[cfg(feature = "serde")]
 impl<T: serde::Serialize> Encode for Json<T> {
     fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
-        serde_json::to_writer(&mut *scratch, &self.0)
-            .map_err(|err| Error::with_source(ErrorKind::Encode, "JSON encoding failed", err))?;
+        <T as EncodeAs<Json<T>>>::encode_as(&self.0, scratch)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize> EncodeAs<Json<T>> for T {
+    fn encode_as<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        serde_json::to_writer(&mut *scratch, self)
+            .map_err(|err| Error::new(ErrorKind::Encode, format!("JSON encoding failed: {err}")))?;
         Ok(scratch)
     }
 }
 
 #[cfg(feature = "serde")]
-impl<T: serde::de::DeserializeOwned> Decode for Json<T> {
-    fn decode(payload: &[u8]) -> Result<Self, Error> {
-        serde_json::from_slice(payload).map(Json).map_err(|err| {
-            Error::with_source(
+impl<T: serde::de::DeserializeOwned> Receive for Json<T> {
+    type Value = T;
+
+    fn receive(payload: &[u8]) -> Result<T, Error> {
+        serde_json::from_slice(payload).map_err(|err| {
+            Error::new(
                 ErrorKind::Decode,
-                "the frame is not valid JSON for this type",
-                err,
+                format!(
+                    "the frame is not valid JSON for {}: {err}",
+                    std::any::type_name::<T>()
+                ),
             )
         })
+    }
+
+    fn receive_owned(payload: Vec<u8>) -> Result<T, Error> {
+        Self::receive(&payload)
     }
 }
 
 /// A serde value encoded with `postcard`: compact and fast, for Rust on both ends.
+///
+/// As with [`Json`], a `Channel<Postcard<T>>` sends a `&T` and receives a `T`.
 #[cfg(feature = "serde")]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Postcard<T>(pub T);
@@ -191,8 +297,18 @@ pub struct Postcard<T>(pub T);
 #[cfg(feature = "serde")]
 impl<T: serde::Serialize> Encode for Postcard<T> {
     fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
-        let encoded = postcard::to_extend(&self.0, std::mem::take(scratch)).map_err(|err| {
-            Error::with_source(ErrorKind::Encode, "postcard encoding failed", err)
+        <T as EncodeAs<Postcard<T>>>::encode_as(&self.0, scratch)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize> EncodeAs<Postcard<T>> for T {
+    fn encode_as<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        let encoded = postcard::to_extend(self, std::mem::take(scratch)).map_err(|err| {
+            Error::new(
+                ErrorKind::Encode,
+                format!("postcard encoding failed: {err}"),
+            )
         })?;
         *scratch = encoded;
         Ok(scratch)
@@ -200,14 +316,22 @@ impl<T: serde::Serialize> Encode for Postcard<T> {
 }
 
 #[cfg(feature = "serde")]
-impl<T: serde::de::DeserializeOwned> Decode for Postcard<T> {
-    fn decode(payload: &[u8]) -> Result<Self, Error> {
-        postcard::from_bytes(payload).map(Postcard).map_err(|err| {
-            Error::with_source(
+impl<T: serde::de::DeserializeOwned> Receive for Postcard<T> {
+    type Value = T;
+
+    fn receive(payload: &[u8]) -> Result<T, Error> {
+        postcard::from_bytes(payload).map_err(|err| {
+            Error::new(
                 ErrorKind::Decode,
-                "the frame is not valid postcard for this type",
-                err,
+                format!(
+                    "the frame is not valid postcard for {}: {err}",
+                    std::any::type_name::<T>()
+                ),
             )
         })
+    }
+
+    fn receive_owned(payload: Vec<u8>) -> Result<T, Error> {
+        Self::receive(&payload)
     }
 }

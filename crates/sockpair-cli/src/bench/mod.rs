@@ -136,11 +136,11 @@ pub fn bench(args: Bench) -> anyhow::Result<ExitCode> {
         child.wait()?;
     }
     let rows = result?;
-    if args.json {
-        println!("{}", report::json(args.ty, &rows));
-    } else {
-        print!("{}", report::table(args.ty, &rows, &conditions));
-    }
+    let text = match args.json {
+        true => format!("{}\n", report::json(args.ty, &rows)),
+        false => report::table(args.ty, &rows, &conditions),
+    };
+    crate::write_stdout(text.as_bytes())?;
     if let (Some(mut file), Some(path)) = (plot, &args.plot) {
         file.write_all(report::svg(args.ty, &rows, &conditions).as_bytes())
             .with_context(|| format!("write {}", path.display()))?;

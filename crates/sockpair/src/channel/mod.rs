@@ -23,11 +23,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind};
 use crate::frame::{DEFAULT_MAX_FRAME_LEN, Framing};
-use crate::message::{Decode, Encode, EncodeAs};
+use crate::message::{Encode, EncodeAs, Receive};
 use crate::socket::Socket;
-use crate::sys;
-use crate::sys::poll::{Events, poll_until};
 use crate::types::Type;
+use crate::wait::{Events, poll_until};
 pub use receiver::{Messages, Receiver};
 use records::RecordRx;
 pub use sender::Sender;
@@ -154,15 +153,19 @@ impl RxCore {
     }
 
     /// Whether `socket`, this core's, takes descriptors: see [`Receiver::accept_fds`].
-    pub(crate) fn set_accept(&mut self, socket: &Socket, accept: bool) {
+    pub(crate) fn set_accept(&mut self, socket: &Socket, accept: bool) -> io::Result<()> {
         match self {
             RxCore::Stream(rx) => {
-                // Before Linux 6.16 the kernel cannot refuse: our own check remains.
-                let _ = socket.set_pass_rights(accept);
+                match socket.set_pass_rights(accept) {
+                    // Before Linux 6.16 the kernel cannot refuse: our own check remains.
+                    Err(err) if err.raw_os_error() == Some(libc::ENOPROTOOPT) => {}
+                    other => other?,
+                }
                 rx.set_accept(accept);
             }
             RxCore::Records(rx) => rx.set_accept(accept),
         }
+        Ok(())
     }
 
     /// The framing of a stream; `None` on records.
@@ -190,7 +193,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
                 if seqpacket {
                     // Every record then carries a timestamp, and the end of the stream
                     // none: that tells an empty record from EOF (both read as 0 bytes).
-                    sys::set_receive_timestamps(&socket)?;
+                    socket.set_receive_timestamps()?;
                 }
                 let accept = accepts(&socket)?;
                 Ok(Self::from_cores(
@@ -327,9 +330,13 @@ impl<Tx, Rx> Channel<Tx, Rx> {
 
     /// Whether this end takes descriptors that come with messages; see
     /// [`Receiver::accept_fds`].
-    pub fn accept_fds(&mut self, accept: bool) -> &mut Self {
-        self.rx.accept_fds(accept);
-        self
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::accept_fds`].
+    pub fn accept_fds(&mut self, accept: bool) -> io::Result<&mut Self> {
+        self.rx.accept_fds(accept)?;
+        Ok(self)
     }
 
     /// The framing of a stream channel; `None` on records, where a message is a record.
@@ -405,13 +412,13 @@ impl<Tx: Encode, Rx> Channel<Tx, Rx> {
     }
 }
 
-impl<Tx, Rx: Decode> Channel<Tx, Rx> {
+impl<Tx, Rx: Receive> Channel<Tx, Rx> {
     /// Receives one message; `Ok(None)` at a clean end of stream; see [`Receiver::recv`].
     ///
     /// # Errors
     ///
     /// As [`Receiver::recv`].
-    pub fn recv(&mut self) -> Result<Option<Rx>, Error> {
+    pub fn recv(&mut self) -> Result<Option<Rx::Value>, Error> {
         self.rx.recv()
     }
 
@@ -421,7 +428,7 @@ impl<Tx, Rx: Decode> Channel<Tx, Rx> {
     /// # Errors
     ///
     /// As [`Receiver::recv`].
-    pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
+    pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx::Value>, Error> {
         self.rx.recv_with_fds(fds)
     }
 

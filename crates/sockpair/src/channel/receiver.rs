@@ -2,6 +2,7 @@
 //! transports' receive sides; [`Messages`], its iterator.
 
 use std::fmt;
+use std::io;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -13,11 +14,11 @@ use super::records::RecordRx;
 use super::stream::StreamRx;
 use super::{RxCore, Shared, Waits, io_error, memfd};
 use crate::error::{Error, ErrorKind};
+use crate::fds::Recv;
 use crate::frame::{Framing, Payload};
-use crate::message::Decode;
+use crate::message::Receive;
 use crate::socket::Socket;
-use crate::sys::poll::Events;
-use crate::sys::recvmsg::Recv;
+use crate::wait::Events;
 
 /// The receiving half of a [`Channel`](crate::Channel) ([`Channel::split`](crate::Channel::split)): `Send`, with its own
 /// [`read_timeout`](Receiver::read_timeout) and [`max_frame_len`](Receiver::max_frame_len).
@@ -63,9 +64,15 @@ impl<Rx> Receiver<Rx> {
     /// before 6.16, they arrive, are closed, and this end's next receive reports
     /// [`ErrorKind::Fds`] (the message itself comes with the receive after). Nothing is
     /// ever dropped without an error somewhere.
-    pub fn accept_fds(&mut self, accept: bool) -> &mut Self {
-        self.core.set_accept(&self.shared.socket, accept);
-        self
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from `setsockopt(SO_PASSRIGHTS)` (a kernel before 6.16, which
+    /// has no such option, is not an error: this end's own check keeps descriptors
+    /// out); the setting is then unchanged.
+    pub fn accept_fds(&mut self, accept: bool) -> io::Result<&mut Self> {
+        self.core.set_accept(&self.shared.socket, accept)?;
+        Ok(self)
     }
 
     /// The framing of a stream; `None` on records.
@@ -79,7 +86,7 @@ impl<Rx> Receiver<Rx> {
     }
 }
 
-impl<Rx: Decode> Receiver<Rx> {
+impl<Rx: Receive> Receiver<Rx> {
     /// Receives one message; `Ok(None)` at a clean end of stream (the peer closed or
     /// shut down writing, between messages). Descriptors that came with the message are
     /// closed: use [`recv_with_fds`](Receiver::recv_with_fds) to keep them.
@@ -93,7 +100,7 @@ impl<Rx: Decode> Receiver<Rx> {
     /// [`ErrorKind::WouldBlock`] on a non-blocking socket, [`ErrorKind::Unusable`] after a
     /// framing error, or [`ErrorKind::Io`] with the kernel's error. A signal does not
     /// end a receive: it goes on, within its timeout.
-    pub fn recv(&mut self) -> Result<Option<Rx>, Error> {
+    pub fn recv(&mut self) -> Result<Option<Rx::Value>, Error> {
         self.recv_with_fds(&mut Vec::new())
     }
 
@@ -103,7 +110,7 @@ impl<Rx: Decode> Receiver<Rx> {
     /// # Errors
     ///
     /// As [`recv`](Receiver::recv).
-    pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
+    pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx::Value>, Error> {
         let waits = Waits::new(&self.shared.socket, "read_timeout", self.read_timeout);
         // A reader blocked in `recv` on a stream is woken each time the peer takes data
         // this end sent (the kernel's wake-up for writers reaches it too), two context
@@ -116,7 +123,7 @@ impl<Rx: Decode> Receiver<Rx> {
         if poll_first {
             sent.store(false, Ordering::Relaxed);
         }
-        receive(&mut self.core, poll_first, waits, fds)
+        receive::<Rx>(&mut self.core, poll_first, waits, fds)
     }
 
     /// The messages as they come, until the end of the stream. An error is yielded as
@@ -134,31 +141,31 @@ impl<Rx: Decode> Receiver<Rx> {
 /// shells, the blocking one waiting in `waits` (in `poll` before the first read if
 /// `poll_first`), the async ones trying once ([`Waits::once`]). Whatever has arrived of
 /// a message when a read fails is kept in `core`, and the next call continues it.
-pub(crate) fn receive<Rx: Decode>(
+pub(crate) fn receive<Rx: Receive>(
     core: &mut RxCore,
     poll_first: bool,
     waits: Waits<'_>,
     fds: &mut Vec<OwnedFd>,
-) -> Result<Option<Rx>, Error> {
+) -> Result<Option<Rx::Value>, Error> {
     match core {
-        RxCore::Stream(rx) => recv_frame(rx, poll_first, waits, fds),
-        RxCore::Records(rx) => recv_record(rx, waits, fds),
+        RxCore::Stream(rx) => recv_frame::<Rx>(rx, poll_first, waits, fds),
+        RxCore::Records(rx) => recv_record::<Rx>(rx, waits, fds),
     }
 }
 
 /// Receives one frame from a stream, reading until one is whole.
-fn recv_frame<Rx: Decode>(
+fn recv_frame<Rx: Receive>(
     rx: &mut StreamRx,
     mut poll_first: bool,
     waits: Waits<'_>,
     fds: &mut Vec<OwnedFd>,
-) -> Result<Option<Rx>, Error> {
+) -> Result<Option<Rx::Value>, Error> {
     loop {
         if let Some(frame) = rx.next()? {
             if !frame.fds.is_empty() {
                 fds.extend(frame.fds);
             }
-            return decode(frame.payload, rx.buffer()).map(Some);
+            return decode::<Rx>(frame.payload, rx.buffer()).map(Some);
         }
         let mut arrived = Vec::new();
         rx.prepare_read()?;
@@ -177,13 +184,13 @@ fn recv_frame<Rx: Decode>(
 }
 
 /// Receives one record, and the message it carries (a large one from its memfd).
-fn recv_record<Rx: Decode>(
+fn recv_record<Rx: Receive>(
     rx: &mut RecordRx,
     waits: Waits<'_>,
     fds: &mut Vec<OwnedFd>,
-) -> Result<Option<Rx>, Error> {
+) -> Result<Option<Rx::Value>, Error> {
     if let Some(payload) = rx.held() {
-        return decode(payload, rx.lent()).map(Some);
+        return decode::<Rx>(payload, rx.lent()).map(Some);
     }
     let mut arrived = Vec::new();
     let buffer = rx.buffer()?;
@@ -210,7 +217,7 @@ fn recv_record<Rx: Decode>(
     if !got.is_empty() {
         fds.extend(got);
     }
-    decode(payload, rx.lent()).map(Some)
+    decode::<Rx>(payload, rx.lent()).map(Some)
 }
 
 /// The messages of a [`Receiver`] (or [`Channel`](crate::Channel)) as an iterator: [`Receiver::iter`].
@@ -220,8 +227,8 @@ pub struct Messages<'a, Rx> {
     done: bool,
 }
 
-impl<Rx: Decode> Iterator for Messages<'_, Rx> {
-    type Item = Result<Rx, Error>;
+impl<Rx: Receive> Iterator for Messages<'_, Rx> {
+    type Item = Result<Rx::Value, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
@@ -250,10 +257,10 @@ pub(crate) fn ends_messages(err: &Error) -> bool {
     )
 }
 
-fn decode<Rx: Decode>(payload: Payload, buffer: &[u8]) -> Result<Rx, Error> {
+fn decode<Rx: Receive>(payload: Payload, buffer: &[u8]) -> Result<Rx::Value, Error> {
     match payload {
-        Payload::Lent(range) => Rx::decode(&buffer[range]),
-        Payload::Own(payload) => Rx::decode_owned(payload),
+        Payload::Lent(range) => Rx::receive(&buffer[range]),
+        Payload::Own(payload) => Rx::receive_owned(payload),
     }
 }
 

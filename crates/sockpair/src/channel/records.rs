@@ -6,8 +6,8 @@
 use std::os::fd::OwnedFd;
 
 use crate::error::{Error, ErrorKind};
+use crate::fds::Received;
 use crate::frame::Payload;
-use crate::sys::recvmsg::Received;
 
 use super::stream::refused;
 

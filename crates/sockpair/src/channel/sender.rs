@@ -19,7 +19,7 @@ use crate::fds::MAX_FDS_PER_MESSAGE;
 use crate::frame::length;
 use crate::message::{Encode, EncodeAs};
 use crate::socket::Socket;
-use crate::sys::poll::Events;
+use crate::wait::Events;
 
 /// Frames with payloads up to this size are copied into one buffer to be sent.
 const GATHER_BELOW: usize = 512;
@@ -124,7 +124,7 @@ impl<Tx: Encode> Sender<Tx> {
         let gathered = messages.into_iter().try_for_each(|message| {
             scratch.clear();
             let mut header = [0; length::MAX_HEADER];
-            let payload = message.encode(&mut scratch)?;
+            let payload = message.encode_as(&mut scratch)?;
             for part in tx.parts(payload, &mut header)? {
                 gather.extend_from_slice(part);
             }
@@ -160,7 +160,7 @@ pub(crate) fn send_message<Tx, M: EncodeAs<Tx> + ?Sized>(
         ));
     }
     scratch.clear();
-    let payload = message.encode(scratch)?;
+    let payload = message.encode_as(scratch)?;
     match core {
         TxCore::Stream(tx) => send_frame(tx, waits, payload, fds),
         TxCore::Records => send_record(waits, payload, fds),

@@ -6,12 +6,10 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
-
-use rustix::fs::FileType;
-use rustix::io::FdFlags;
+use std::os::fd::RawFd;
 
 use crate::socket::Socket;
+use crate::sys;
 
 impl Socket {
     /// Takes the socket end a parent handed over at the descriptor number named by the
@@ -64,22 +62,42 @@ impl Socket {
                     format!("{var}={value:?} is not a descriptor number"),
                 )
             })?;
-        let refuse =
-            |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("{var}={fd}: {what}"));
-        // SAFETY: only borrowed for the checks below; if the number is not open, fstat
-        // fails with EBADF and nothing else happens.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        let stat = rustix::fs::fstat(borrowed).map_err(|err| match err {
-            rustix::io::Errno::BADF => refuse("no open descriptor has this number (EBADF)"),
-            other => refuse(&format!("fstat: {}", io::Error::from(other))),
-        })?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
-            return Err(refuse("the descriptor is not a socket (ENOTSOCK)"));
-        }
-        rustix::io::fcntl_setfd(borrowed, FdFlags::CLOEXEC)?;
+        // SAFETY: the caller gives us the descriptor `var` names, which nothing else in
+        // this process owns.
+        let socket =
+            unsafe { claim_fd(fd) }.map_err(|err| claim_error(&format!("{var}={fd}"), &err))?;
         // SAFETY: the caller guarantees no other thread uses the environment now.
         unsafe { std::env::remove_var(var) };
-        // SAFETY: the descriptor is open, a socket, and the caller gives us ownership.
-        Ok(Socket::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(socket)
     }
+}
+
+/// Takes the socket this process inherited as descriptor `fd`, close-on-exec from here
+/// on, after checking by number that it is open and a socket: the one way sockpair
+/// claims an inherited descriptor ([`Socket::from_inherited`], the worker's fd 3).
+///
+/// # Errors
+///
+/// [`io::ErrorKind::InvalidInput`] with `EBADF` (no open descriptor has that number) or
+/// `ENOTSOCK` (not a socket) as the raw OS error; otherwise the kernel's error. On error
+/// the descriptor is left as it was.
+///
+/// # Safety
+///
+/// Nothing else in this process may own or use descriptor `fd`: on success it belongs
+/// to the returned `Socket`.
+pub(crate) unsafe fn claim_fd(fd: RawFd) -> io::Result<Socket> {
+    // SAFETY: passed on from the caller.
+    unsafe { sys::process::claim_socket(fd) }.map(Socket::from)
+}
+
+/// A failed [`claim_fd`] said in words, after `what` (the variable or the number):
+/// [`io::ErrorKind::InvalidInput`] for a number that is not open or not a socket.
+pub(crate) fn claim_error(what: &str, err: &io::Error) -> io::Error {
+    let why = match err.raw_os_error() {
+        Some(libc::EBADF) => "no open descriptor has this number (EBADF)",
+        Some(libc::ENOTSOCK) => "the descriptor is not a socket (ENOTSOCK)",
+        _ => return io::Error::new(err.kind(), format!("{what}: {err}")),
+    };
+    io::Error::new(io::ErrorKind::InvalidInput, format!("{what}: {why}"))
 }

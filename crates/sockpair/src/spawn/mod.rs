@@ -1,6 +1,7 @@
 //! [`SpawnOptions`]: start a program with one end of a pair at a chosen descriptor.
 
 mod convention;
+mod error;
 mod inherit;
 mod program;
 
@@ -13,6 +14,9 @@ use std::sync::Arc;
 
 pub use convention::Convention;
 use convention::Value;
+pub use error::SpawnError;
+#[cfg(feature = "worker")]
+pub(crate) use inherit::{claim_error, claim_fd};
 pub use program::Program;
 
 use crate::child::Child;
@@ -220,8 +224,9 @@ impl SpawnOptions {
     ///   message that names the program and what failed (`current_dir`, a descriptor's
     ///   number, the program itself: `ENOENT` if it does not exist, `EACCES` if it is not
     ///   executable). Then no child is left running and no descriptor is left open.
-    pub fn spawn(&self, cmd: &mut Command) -> io::Result<(Child, Socket)> {
-        let (parent_end, child_end) = pair(self.ty)?;
+    pub fn spawn(&self, cmd: &mut Command) -> Result<(Child, Socket), SpawnError> {
+        let (parent_end, child_end) = pair(self.ty)
+            .map_err(|err| SpawnError::new(cmd.get_program(), Some("socketpair".into()), err))?;
         let child = self.spawn_with_end(cmd, child_end)?;
         Ok((child, parent_end))
     }
@@ -233,11 +238,11 @@ impl SpawnOptions {
     /// # Errors
     ///
     /// As [`spawn`](SpawnOptions::spawn).
-    pub fn spawn_with_end(&self, cmd: &mut Command, end: Socket) -> io::Result<Child> {
+    pub fn spawn_with_end(&self, cmd: &mut Command, end: Socket) -> Result<Child, SpawnError> {
         let plan = self
             .check_std()
             .and_then(|()| self.plan(&end))
-            .map_err(|err| spawn_error(cmd.get_program(), None, err))?;
+            .map_err(|err| SpawnError::new(cmd.get_program(), None, err))?;
         let vars = self.convention.vars(self.child_fd);
         let before: Vec<_> = vars
             .iter()
@@ -276,7 +281,7 @@ impl SpawnOptions {
                 ),
                 _ => None,
             };
-            spawn_error(cmd.get_program(), what, error)
+            SpawnError::new(cmd.get_program(), what, error)
         })?;
         Ok(Child::from_std(child, self.kill_on_drop))
     }
@@ -289,8 +294,10 @@ impl SpawnOptions {
     ///
     /// As [`spawn`](SpawnOptions::spawn); the systemd convention is accepted here, with
     /// a `child_fd` of 3.
-    pub fn spawn_program(&self, program: &Program) -> io::Result<(Child, Socket)> {
-        let (parent_end, child_end) = pair(self.ty)?;
+    pub fn spawn_program(&self, program: &Program) -> Result<(Child, Socket), SpawnError> {
+        let (parent_end, child_end) = pair(self.ty).map_err(|err| {
+            SpawnError::new(program.get_program(), Some("socketpair".into()), err)
+        })?;
         let child = self.spawn_program_with_end(program, child_end)?;
         Ok((child, parent_end))
     }
@@ -302,17 +309,21 @@ impl SpawnOptions {
     /// # Errors
     ///
     /// As [`spawn_program`](SpawnOptions::spawn_program).
-    pub fn spawn_program_with_end(&self, program: &Program, end: Socket) -> io::Result<Child> {
+    pub fn spawn_program_with_end(
+        &self,
+        program: &Program,
+        end: Socket,
+    ) -> Result<Child, SpawnError> {
         let plan = self
             .check()
             .and_then(|()| self.plan(&end))
-            .map_err(|err| spawn_error(program.get_program(), None, err))?;
+            .map_err(|err| SpawnError::new(program.get_program(), None, err))?;
         let exec = program
             .exec(&self.convention, self.child_fd, &plan)
-            .map_err(|err| spawn_error(program.get_program(), None, err))?;
+            .map_err(|err| SpawnError::new(program.get_program(), None, err))?;
         let pid = sys::spawn::spawn(exec).map_err(|Failed { step, error }| {
             let what = step_text(step, program.get_current_dir(), &error);
-            spawn_error(program.get_program(), what, error)
+            SpawnError::new(program.get_program(), what, error)
         })?;
         drop(end);
         Ok(Child::from_pid(pid, self.kill_on_drop))
@@ -380,7 +391,7 @@ impl SpawnOptions {
             }
         }
         if let Some(accept) = self.accept_fds {
-            match sys::set_pass_rights(end, accept) {
+            match end.set_pass_rights(accept) {
                 Ok(()) => {}
                 Err(err) if err.raw_os_error() == Some(libc::ENOPROTOOPT) && accept => {}
                 Err(err) if err.raw_os_error() == Some(libc::ENOPROTOOPT) => {
@@ -400,17 +411,7 @@ impl SpawnOptions {
     }
 }
 
-/// A start that failed, said with the program's name and, where known, what failed.
-fn spawn_error(program: &OsStr, what: Option<String>, error: io::Error) -> io::Error {
-    let program = program.to_string_lossy();
-    let message = match what {
-        Some(what) => format!("spawn '{program}': {what}: {error}"),
-        None => format!("spawn '{program}': {error}"),
-    };
-    io::Error::new(error.kind(), message)
-}
-
-/// What `step` was, in words, for [`spawn_error`]; `None` for the program itself.
+/// What `step` was, in words, for [`SpawnError`]; `None` for the program itself.
 fn step_text(step: Step, cwd: Option<&Path>, error: &io::Error) -> Option<String> {
     Some(match step {
         Step::Clone => "clone".to_owned(),

@@ -1,6 +1,11 @@
 //! `recvmsg` with `SCM_RIGHTS`, by hand: rustix's wrapper also asks the kernel for the
 //! peer's address and builds a `SocketAddrAny` on every call, which costs a few percent
 //! of a small round trip; a socket pair has no address worth asking for.
+//!
+//! Every descriptor a control message brings gets an owner, whichever options a user
+//! set on the socket: `SCM_RIGHTS` ones are handed out, and the `SCM_PIDFD` that
+//! `SO_PASSPIDFD` (Linux 6.5) adds to every receive is closed at once (the kernel
+//! installs it in this process before `recvmsg` returns).
 
 use std::io;
 use std::mem::{MaybeUninit, size_of};
@@ -12,16 +17,29 @@ use std::ptr;
 /// calling the kernel.
 pub const MAX_FDS_PER_MESSAGE: usize = 253;
 
-/// Control space in 8-byte words: a full `SCM_RIGHTS` message and a timestamp, with room.
-const CONTROL_WORDS: usize = 160;
+/// `SCM_PIDFD` (Linux 6.5): a pidfd of the sender, with `SO_PASSPIDFD`; libc does not
+/// name it yet.
+const SCM_PIDFD: libc::c_int = 4;
 
-/// What the kernel may write: `CMSG_SPACE(253 fds) + CMSG_SPACE(timeval)`, with the
-/// 8-byte alignment of 64-bit Linux (`CMSG_SPACE(n)` is `16 + n` rounded up to 8).
-const CONTROL_LEN: usize =
-    (16 + MAX_FDS_PER_MESSAGE * size_of::<RawFd>()).next_multiple_of(8) + 16 + 16;
+/// Control space in 8-byte words.
+const CONTROL_WORDS: usize = 192;
+
+/// What the kernel may write with every option a socket can have on: a full
+/// `SCM_RIGHTS` message, `SCM_CREDENTIALS`, `SCM_PIDFD` and the largest timestamp
+/// (`SO_TIMESTAMPING`'s three timespecs), with the 8-byte alignment of 64-bit Linux
+/// (`CMSG_SPACE(n)` is `16 + n` rounded up to 8).
+const CONTROL_NEEDED: usize = (16 + MAX_FDS_PER_MESSAGE * size_of::<RawFd>()).next_multiple_of(8)
+    + (16 + size_of::<libc::ucred>()).next_multiple_of(8)
+    + 16
+    + 8
+    + 16
+    + 48;
+
+/// The control buffer passed to the kernel: all of it.
+const CONTROL_LEN: usize = CONTROL_WORDS * 8;
 
 // The control buffer holds everything the kernel may write into it, by construction.
-const _: () = assert!(CONTROL_LEN <= CONTROL_WORDS * 8);
+const _: () = assert!(CONTROL_NEEDED <= CONTROL_LEN);
 
 /// What one `recvmsg` brought.
 #[derive(Debug, Clone, Copy)]
@@ -153,9 +171,7 @@ unsafe fn recvmsg_raw(
             flags,
         )
     };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let n = super::cvt(n)?;
     let before = fds.len();
     let mut control_seen = false;
     // SAFETY: the kernel filled `msg_controllen` bytes of `control` with well-formed
@@ -176,6 +192,13 @@ unsafe fn recvmsg_raw(
                 // exactly one owner.
                 fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
             }
+        } else if cmsg.cmsg_level == libc::SOL_SOCKET && cmsg.cmsg_type == SCM_PIDFD {
+            // SAFETY: CMSG_DATA only computes an address; the message holds one
+            // descriptor after its header.
+            let fd = unsafe { ptr::read_unaligned(libc::CMSG_DATA(header).cast::<RawFd>()) };
+            // SAFETY: the kernel just installed this pidfd for us and nothing else knows
+            // its number: it is owned here, and closed.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
         // SAFETY: as for CMSG_FIRSTHDR.
         header = unsafe { libc::CMSG_NXTHDR(&msg, header) };

@@ -19,7 +19,7 @@ use crate::channel::sender::{flush_core, has_unsent, send_message};
 use crate::channel::{Channel, Parts, RxCore, TxCore, Waits};
 use crate::error::Error;
 use crate::frame::Framing;
-use crate::message::{Decode, Encode, EncodeAs};
+use crate::message::{Encode, EncodeAs, Receive};
 use crate::socket::Socket;
 
 /// Whole messages over one end of a pair, on tokio: the async twin of [`Channel`], with
@@ -156,9 +156,13 @@ impl<Tx, Rx> AsyncChannel<Tx, Rx> {
     }
 
     /// Whether this end takes descriptors; see [`Receiver::accept_fds`](crate::Receiver::accept_fds).
-    pub fn accept_fds(&mut self, accept: bool) -> &mut Self {
-        self.rx.accept_fds(accept);
-        self
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::accept_fds`](crate::Receiver::accept_fds).
+    pub fn accept_fds(&mut self, accept: bool) -> io::Result<&mut Self> {
+        self.rx.accept_fds(accept)?;
+        Ok(self)
     }
 
     /// The framing of a stream channel; `None` on records.
@@ -237,14 +241,14 @@ impl<Tx: Encode, Rx> AsyncChannel<Tx, Rx> {
     }
 }
 
-impl<Tx, Rx: Decode> AsyncChannel<Tx, Rx> {
+impl<Tx, Rx: Receive> AsyncChannel<Tx, Rx> {
     /// Receives one message, `Ok(None)` at a clean end of stream; see
     /// [`AsyncReceiver::recv`].
     ///
     /// # Errors
     ///
     /// As [`AsyncReceiver::recv`].
-    pub async fn recv(&mut self) -> Result<Option<Rx>, Error> {
+    pub async fn recv(&mut self) -> Result<Option<Rx::Value>, Error> {
         self.rx.recv().await
     }
 
@@ -254,7 +258,10 @@ impl<Tx, Rx: Decode> AsyncChannel<Tx, Rx> {
     /// # Errors
     ///
     /// As [`AsyncReceiver::recv`].
-    pub async fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
+    pub async fn recv_with_fds(
+        &mut self,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<Option<Rx::Value>, Error> {
         self.rx.recv_with_fds(fds).await
     }
 }
@@ -424,9 +431,13 @@ impl<Rx> AsyncReceiver<Rx> {
     }
 
     /// Whether this end takes descriptors; see [`Receiver::accept_fds`](crate::Receiver::accept_fds).
-    pub fn accept_fds(&mut self, accept: bool) -> &mut Self {
-        self.core.set_accept(self.socket.get_ref(), accept);
-        self
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::accept_fds`](crate::Receiver::accept_fds).
+    pub fn accept_fds(&mut self, accept: bool) -> io::Result<&mut Self> {
+        self.core.set_accept(self.socket.get_ref(), accept)?;
+        Ok(self)
     }
 
     /// The framing of a stream; `None` on records.
@@ -440,7 +451,7 @@ impl<Rx> AsyncReceiver<Rx> {
     }
 }
 
-impl<Rx: Decode> AsyncReceiver<Rx> {
+impl<Rx: Receive> AsyncReceiver<Rx> {
     /// Receives one message, waiting without blocking the runtime; `Ok(None)` at a
     /// clean end of stream. Descriptors that came with it are closed: use
     /// [`recv_with_fds`](AsyncReceiver::recv_with_fds) to keep them. Cancel safe.
@@ -448,7 +459,7 @@ impl<Rx: Decode> AsyncReceiver<Rx> {
     /// # Errors
     ///
     /// As [`Receiver::recv`](crate::Receiver::recv), without timeouts.
-    pub async fn recv(&mut self) -> Result<Option<Rx>, Error> {
+    pub async fn recv(&mut self) -> Result<Option<Rx::Value>, Error> {
         self.recv_with_fds(&mut Vec::new()).await
     }
 
@@ -459,7 +470,10 @@ impl<Rx: Decode> AsyncReceiver<Rx> {
     /// # Errors
     ///
     /// As [`recv`](AsyncReceiver::recv).
-    pub async fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx>, Error> {
+    pub async fn recv_with_fds(
+        &mut self,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<Option<Rx::Value>, Error> {
         poll_fn(|cx| self.poll_recv(cx, fds)).await
     }
 
@@ -467,16 +481,16 @@ impl<Rx: Decode> AsyncReceiver<Rx> {
         &mut self,
         cx: &mut Context<'_>,
         fds: &mut Vec<OwnedFd>,
-    ) -> Poll<Result<Option<Rx>, Error>> {
+    ) -> Poll<Result<Option<Rx::Value>, Error>> {
         let core = &mut self.core;
         self.socket.poll_io(cx, Interest::READABLE, |socket| {
-            receive(core, false, Waits::once(socket), fds)
+            receive::<Rx>(core, false, Waits::once(socket), fds)
         })
     }
 }
 
-impl<Rx: Decode> Stream for AsyncReceiver<Rx> {
-    type Item = Result<Rx, Error>;
+impl<Rx: Receive> Stream for AsyncReceiver<Rx> {
+    type Item = Result<Rx::Value, Error>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();

@@ -20,15 +20,13 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
-
-use rustix::fs::FileType;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::exe;
 use crate::socket::Socket;
-use crate::sys;
+use crate::spawn::{claim_error, claim_fd};
 
 /// The descriptor number of the worker's end.
 pub(crate) const FD: i32 = 3;
@@ -73,8 +71,8 @@ impl Call {
     {
         let trampoline: Trampoline = run::<A, R>;
         let (anchor, function, trampoline) = (anchor(), f as usize, trampoline as usize);
-        let base = sys::object_base(anchor);
-        if sys::object_base(function) != base || sys::object_base(trampoline) != base {
+        let base = exe::object_base(anchor);
+        if exe::object_base(function) != base || exe::object_base(trampoline) != base {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the function is not in the executable that holds sockpair (in a shared \
@@ -98,8 +96,8 @@ pub(crate) fn call(call: Call, argument: &[u8]) -> Result<Outcome, String> {
     let anchor = anchor();
     let function = anchor.wrapping_add_signed(call.function);
     let trampoline = anchor.wrapping_add_signed(call.trampoline);
-    let base = sys::object_base(anchor);
-    if sys::object_base(function) != base || sys::object_base(trampoline) != base {
+    let base = exe::object_base(anchor);
+    if exe::object_base(function) != base || exe::object_base(trampoline) != base {
         return Err(format!(
             "no function of this executable is at {:+#x} or {:+#x} from sockpair's anchor",
             call.function, call.trampoline
@@ -144,20 +142,8 @@ fn run<A: DeserializeOwned, R: Serialize>(function: usize, argument: &[u8]) -> O
 /// pid, which only sockpair's spawn writes, between fork and exec, after placing the end
 /// at [`FD`] and closing every other descriptor above 2.
 pub(crate) fn claim_end() -> io::Result<Socket> {
-    // SAFETY: only borrowed for `fstat`; a number that is not open makes it fail with
-    // EBADF, and nothing else happens.
-    let borrowed = unsafe { BorrowedFd::borrow_raw(FD) };
-    let stat = rustix::fs::fstat(borrowed)?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("fd {FD} is not a socket"),
-        ));
-    }
-    // SAFETY: see above: the socket at FD was put there by the spawn that started this
-    // process as a worker, and nothing in the process has claimed it before `init`, the
-    // only caller, which runs its worker once and exits.
-    let fd = unsafe { OwnedFd::from_raw_fd(FD) };
-    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
-    Ok(Socket::from(fd))
+    // SAFETY: the socket at FD was put there by the spawn that started this process as
+    // a worker, and nothing in the process has claimed it before `init`, the only
+    // caller, which runs its worker once and exits.
+    unsafe { claim_fd(FD) }.map_err(|err| claim_error(&format!("fd {FD}"), &err))
 }

@@ -159,6 +159,8 @@ pub use crate::__worker_init_before_main as init_before_main;
 ///
 /// # Errors
 ///
+/// - an error naming [`init`], before anything starts, if this process did not call it
+///   (a worker would run `main` instead of `f`);
 /// - [`io::ErrorKind::InvalidInput`]: `f` lives in a shared library, or `arg` does not
 ///   encode;
 /// - the kernel's error from starting the process (no `/proc`, say).

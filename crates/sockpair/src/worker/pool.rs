@@ -220,8 +220,10 @@ impl Pool {
     /// # Errors
     ///
     /// [`io::ErrorKind::InvalidInput`] for `n == 0` or `n` over [`Pool::MAX_SIZE`]; the
-    /// error of starting a worker or a thread (then none is left running).
+    /// error of starting a worker or a thread (then none is left running); an error
+    /// naming [`init`](super::init), before anything starts, if it did not run.
     pub fn new(n: usize) -> io::Result<Pool> {
+        super::serve::check_initialized()?;
         if n == 0 || n > Pool::MAX_SIZE {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

@@ -13,7 +13,7 @@ use crate::channel::Channel;
 use crate::child::Child;
 use crate::error::ErrorKind;
 use crate::spawn::{Convention, Program, SpawnOptions};
-use crate::sys::poll::{Events, PollFd, poll_any, poll_until};
+use crate::wait::{Events, PollFd, poll_any, poll_until};
 
 /// The variable that makes a process a worker: set to its own pid, so that no
 /// descendant that inherits it takes it as meant for itself.
@@ -53,7 +53,12 @@ pub(crate) struct Process {
 impl Process {
     /// Starts this executable again (`/proc/self/exe`) as a worker, its end at fd 3, no
     /// other descriptor of ours inherited.
+    ///
+    /// # Errors
+    ///
+    /// Before anything starts, if [`init`](super::init) did not run in this process.
     pub(crate) fn start() -> io::Result<Process> {
+        super::serve::check_initialized()?;
         let mut program = Program::new("/proc/self/exe");
         program.pid_var(VAR);
         let (child, socket) = SpawnOptions::new()

@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, ThreadId};
 
 use super::entry;
@@ -11,8 +12,7 @@ use super::process::VAR;
 use super::wire::{self, Answer};
 use crate::channel::Channel;
 use crate::socket::Socket;
-use crate::sys;
-use crate::sys::poll::{Events, poll_until};
+use crate::wait::{Events, poll_until};
 
 /// Turns this process into a worker if it was started as one, and otherwise returns at
 /// once. Call it first in `main`, before anything else runs, threads in particular:
@@ -36,6 +36,7 @@ use crate::sys::poll::{Events, poll_until};
 /// In a test binary, whose `main` is the test harness's, use
 /// [`init_before_main!`](super::init_before_main) instead.
 pub fn init() {
+    INITIALIZED.store(true, Ordering::Release);
     let Some(value) = std::env::var_os(VAR) else {
         return;
     };
@@ -52,6 +53,24 @@ pub fn init() {
     let _ = io::stdout().flush();
     #[allow(clippy::exit, reason = "a worker ends when its parent is done with it")]
     std::process::exit(code)
+}
+
+/// Whether [`init`] ran in this process: a worker is this executable started again,
+/// and without `init` it would run `main` instead of the function (and, if `main`
+/// spawns workers, so would each of them).
+static INITIALIZED: AtomicBool = AtomicBool::new(false);
+
+/// Refuses to start a worker before [`init`] ran in this process, naming it.
+pub(crate) fn check_initialized() -> io::Result<()> {
+    match INITIALIZED.load(Ordering::Acquire) {
+        true => Ok(()),
+        false => Err(io::Error::other(
+            "sockpair::worker::init() was not called: call it first in main (or put \
+             sockpair::worker::init_before_main!() at the top level of the executable); \
+             without it a worker would run this program's main instead of the function, \
+             so none was started",
+        )),
+    }
 }
 
 /// A panic's message and location, as the hook saw it on the worker's thread.
@@ -87,12 +106,12 @@ fn serve() -> io::Result<()> {
         };
         // While the function runs nothing more comes from the parent: the end turns
         // readable only when the parent is gone, and then SIGIO ends this process.
-        sys::end_on_hang_up(channel.socket(), true)?;
+        channel.socket().end_process_on_hang_up(true)?;
         if parent_gone(channel.socket())? {
             return Ok(());
         }
         let answer = run(call, argument);
-        sys::end_on_hang_up(channel.socket(), false)?;
+        channel.socket().end_process_on_hang_up(false)?;
         let _ = io::stdout().flush();
         match channel.send(&answer.into_frame()) {
             Ok(()) => {}
@@ -128,21 +147,28 @@ fn run(call: entry::Call, argument: &[u8]) -> Answer {
     }
 }
 
-/// Keeps the message and location of panics on the worker's thread for the answer,
-/// and lets the hook before ours (std's: a line on stderr) run as usual.
+/// Keeps the message and location of a panic on the worker's thread for the answer,
+/// printing nothing: the parent gets it as [`Error::Panicked`](super::Error::Panicked),
+/// and std's line ("thread 'main' panicked at ...") on the shared stderr would read as
+/// the parent's. A panic on another thread of the worker (one the function started)
+/// is printed as one line that names the worker.
 fn catch_panic_messages(worker: ThreadId) {
-    let previous = panic::take_hook();
     panic::set_hook(Box::new(move |info| {
-        if thread::current().id() == worker {
-            let seen = (
-                payload_text(info.payload()),
-                info.location().map(ToString::to_string),
-            );
+        let message = payload_text(info.payload());
+        let location = info.location().map(ToString::to_string);
+        let thread = thread::current();
+        if thread.id() == worker {
             *PANIC
                 .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(seen);
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((message, location));
+        } else {
+            eprintln!(
+                "sockpair worker {}: thread '{}' panicked at {}: {message}",
+                std::process::id(),
+                thread.name().unwrap_or("<unnamed>"),
+                location.as_deref().unwrap_or("an unknown place"),
+            );
         }
-        previous(info);
     }));
 }
 

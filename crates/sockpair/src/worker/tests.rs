@@ -7,7 +7,7 @@ use super::entry::{self, Call};
 use super::process::{NoAnswer, Process};
 use super::wire;
 use super::{Error, spawn};
-use crate::sys;
+use crate::exe;
 
 crate::worker::init_before_main!();
 
@@ -77,15 +77,15 @@ fn requests_no_spawn_writes_are_refused_not_called() {
 
 #[test]
 fn functions_of_a_shared_library_are_told_apart() {
-    let ours = sys::object_base(triple as fn(u32) -> u32 as usize);
+    let ours = exe::object_base(triple as fn(u32) -> u32 as usize);
     assert!(ours.is_some(), "dladdr knows the executable");
-    let libc_fn = sys::object_base(libc::getpid as *const () as usize);
+    let libc_fn = exe::object_base(libc::getpid as *const () as usize);
     assert!(libc_fn.is_some());
     assert_ne!(
         ours, libc_fn,
         "libc is another object: its functions would be refused"
     );
-    assert_eq!(sys::object_base(8), None, "no object holds address 8");
+    assert_eq!(exe::object_base(8), None, "no object holds address 8");
     assert!(
         entry::call(
             Call {

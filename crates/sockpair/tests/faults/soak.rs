@@ -122,7 +122,7 @@ fn refused(rng: &mut Rng, pass_rights: bool) -> Result<(), String> {
     let (a, b) = pair(ty).map_err(|err| err.to_string())?;
     let mut tx: Channel<Vec<u8>> = Channel::new(a).map_err(|err| err.to_string())?;
     let mut rx: Channel<Vec<u8>> = Channel::new(b).map_err(|err| err.to_string())?;
-    rx.accept_fds(false);
+    rx.accept_fds(false).unwrap();
     let fds = some_fds(rng, 10);
     let sent = tx.send_with_fds(b"refused", &borrowed(&fds));
     let mut got = Vec::new();

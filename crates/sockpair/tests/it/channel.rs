@@ -8,7 +8,7 @@ use sockpair::{Channel, ErrorKind, Framing, Type, pair};
 
 use crate::util::{TYPES, inode, listed_address, watchdog};
 
-fn channels<T: sockpair::Message>(ty: Type) -> (Channel<T>, Channel<T>) {
+fn channels<T>(ty: Type) -> (Channel<T>, Channel<T>) {
     let (a, b) = pair(ty).unwrap();
     (Channel::new(a).unwrap(), Channel::new(b).unwrap())
 }
@@ -150,7 +150,7 @@ fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
         {
             let small = shape == "small";
             let (mut a, mut b) = channels::<Vec<u8>>(ty);
-            b.accept_fds(true);
+            b.accept_fds(true).unwrap();
             let files: Vec<OwnedFd> = (0..6)
                 .map(|_| rustix::fs::memfd_create("t", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
                 .collect();
@@ -215,7 +215,7 @@ fn descriptors_travel_with_their_message_in_order_with_many_in_flight() {
 fn recv_closes_the_descriptors_it_was_not_asked_for() {
     watchdog(|| {
         let (mut a, mut b) = channels::<Vec<u8>>(Type::STREAM);
-        b.accept_fds(true);
+        b.accept_fds(true).unwrap();
         let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
         a.send_with_fds(&b"x".to_vec(), &[pipe_w.as_fd()]).unwrap();
         drop(pipe_w);
@@ -403,10 +403,10 @@ fn typed_messages_with_serde() {
     .unwrap();
     assert_eq!(
         b.recv().unwrap(),
-        Some(Postcard(Point {
+        Some(Point {
             x: -3,
             label: "here".into()
-        }))
+        })
     );
 
     let (c, d) = pair(Type::SEQPACKET).unwrap();
@@ -427,9 +427,9 @@ fn typed_messages_small_and_large_mixed_on_every_type() {
         for ty in TYPES {
             let (mut a, mut b) = channels::<Postcard<(u32, Vec<u8>)>>(ty);
             let sizes = [0, 3, 100, 300_000, 5, 2 << 20, 0, 17];
-            let receiver = std::thread::spawn(move || sizes.map(|_| b.recv().unwrap().unwrap().0));
+            let receiver = std::thread::spawn(move || sizes.map(|_| b.recv().unwrap().unwrap()));
             for (n, size) in sizes.iter().enumerate() {
-                a.send(&Postcard((n as u32, vec![n as u8; *size]))).unwrap();
+                a.send(&(n as u32, vec![n as u8; *size])).unwrap();
             }
             for (n, (index, bytes)) in receiver.join().unwrap().into_iter().enumerate() {
                 assert_eq!(index, n as u32, "{ty:?}");
@@ -477,7 +477,7 @@ fn a_channel_that_refuses_descriptors_says_so_and_loses_nothing() {
         // receiver closes them, says so, then delivers the message.
         let kernel_refuses = crate::util::kernel_has_pass_rights();
         let (mut a, mut b) = channels::<Vec<u8>>(Type::STREAM);
-        b.accept_fds(false);
+        b.accept_fds(false).unwrap();
         let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
         let sent = a.send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()]);
         if kernel_refuses {
@@ -495,7 +495,7 @@ fn a_channel_that_refuses_descriptors_says_so_and_loses_nothing() {
             Some(b"plain".to_vec()),
             "the refused message never went out, or came once"
         );
-        b.accept_fds(true);
+        b.accept_fds(true).unwrap();
         a.send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()])
             .unwrap();
         let mut fds = Vec::new();
@@ -515,7 +515,7 @@ fn a_channel_that_refuses_descriptors_says_so_and_loses_nothing() {
         // closes what it did not ask for, says so, then delivers the message.
         for ty in [Type::SEQPACKET, Type::DGRAM] {
             let (mut a, mut b) = channels::<Vec<u8>>(ty);
-            b.accept_fds(false);
+            b.accept_fds(false).unwrap();
             let (mut pipe_r, pipe_w) = std::io::pipe().unwrap();
             a.send_with_fds(&b"with fd".to_vec(), &[pipe_w.as_fd()])
                 .unwrap();

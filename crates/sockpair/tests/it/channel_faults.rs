@@ -10,7 +10,7 @@ use sockpair::{Channel, ErrorKind, Framing, Program, SpawnOptions, Type, pair};
 
 use crate::util::{TYPES, in_fresh_process, open_fds, watchdog};
 
-fn channels<T: sockpair::Message>(ty: Type) -> (Channel<T>, Channel<T>) {
+fn channels<T>(ty: Type) -> (Channel<T>, Channel<T>) {
     let (a, b) = pair(ty).unwrap();
     (Channel::new(a).unwrap(), Channel::new(b).unwrap())
 }

@@ -148,10 +148,10 @@ fn a_node_child_exchanges_json_messages_with_a_channel() {
             serde_json::json!("text"),
         ];
         for message in &messages {
-            channel.send(&Json(message.clone())).unwrap();
+            channel.send(message).unwrap();
         }
         for message in messages {
-            let Json(reply) = channel.recv().unwrap().expect("a reply");
+            let reply = channel.recv().unwrap().expect("a reply");
             assert_eq!(reply, serde_json::json!({ "got": message }));
         }
         channel

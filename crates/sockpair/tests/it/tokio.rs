@@ -273,7 +273,7 @@ fn an_async_channel_reports_the_same_errors_as_a_blocking_one() {
             let (a, b) = pair(Type::STREAM).unwrap();
             let mut ours: AsyncChannel<Vec<u8>> = AsyncChannel::new(a).unwrap();
             let mut theirs: Channel<Vec<u8>> = Channel::new(b).unwrap();
-            theirs.accept_fds(false);
+            theirs.accept_fds(false).unwrap();
             let (_r, w) = std::io::pipe().unwrap();
             let err = ours.send_with_fds(b"fd", &[w.as_fd()]).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Fds);
@@ -482,10 +482,10 @@ fn an_async_parent_talks_to_a_node_process_send_child() {
             serde_json::json!("text"),
         ];
         for message in &messages {
-            tx.send(&Json(message.clone())).await.unwrap();
+            tx.send(message).await.unwrap();
         }
         for message in messages {
-            let Json(reply) = rx.next().await.expect("a reply").unwrap();
+            let reply = rx.next().await.expect("a reply").unwrap();
             assert_eq!(reply, serde_json::json!({ "got": message }));
         }
         drop(tx); // shuts down writing: Node's 'disconnect' fires

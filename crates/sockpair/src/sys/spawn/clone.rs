@@ -1,132 +1,14 @@
-//! Starting a program with descriptors placed at chosen numbers, two ways:
-//!
-//! - [`spawn`]: sockpair's own path, `clone(CLONE_VM | CLONE_VFORK)` then `execve`, as
-//!   `posix_spawn` does, without copying the parent's page tables; plus what
-//!   `posix_spawn` cannot do: write the child's own pid into its environment (systemd's
-//!   `LISTEN_PID`) and ask for `PR_SET_PDEATHSIG` between the clone and the exec.
-//! - [`spawn_std`]: std's `Command::spawn`, which honours everything a `Command` says,
-//!   with one `pre_exec` hook that carries out the same [`FdPlan`].
-//!
-//! On the direct path everything the child needs (paths, argv, envp, a stack) is
-//! allocated by the parent before the clone. The child shares the parent's memory until
-//! it execs, so it runs only raw, async-signal-safe system calls, allocates nothing and
-//! cannot panic; the parent thread is suspended meanwhile (`CLONE_VFORK`), with every
-//! signal blocked so that no handler of the parent's can run on the child's borrowed
-//! stack. The child shares the parent thread's TLS too, so the `errno` it reads after a
-//! failed call is that slot: it copies the value out at once, before any other call.
+//! The direct path: `clone(CLONE_VM | CLONE_VFORK)` on a stack of our own, then
+//! `execve`, as `posix_spawn` does.
 
-use std::cell::Cell;
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-/// One descriptor to put in the child: `source` here becomes `target` there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Move {
-    pub source: RawFd,
-    pub target: RawFd,
-}
-
-/// What happens to the child's descriptors, prepared by the parent so that the child's
-/// part is a few system calls in any order.
-#[derive(Debug)]
-pub(crate) struct FdPlan {
-    /// No source is below 3 (std may have replaced stdio by then) or another move's
-    /// target (a `dup2` onto it would destroy it before its own move).
-    moves: Vec<Move>,
-    /// Every target from 3 up, sorted: the descriptors that `close_others` spares.
-    kept: Vec<u32>,
-    close_others: bool,
-    /// If not 0, the pid of this process: the child asks for `SIGKILL` when the thread
-    /// that started it dies (`PR_SET_PDEATHSIG`), and gives up if that already happened.
-    die_with: libc::pid_t,
-    /// Highest descriptor to mark close-on-exec if `close_range` is missing.
-    max_fd: c_int,
-    /// Copies made so that no source is in the way of another move (see `moves`).
-    _copies: Vec<OwnedFd>,
-}
-
-impl FdPlan {
-    /// A plan that puts each `(fd, target)` at `target`, the targets all different
-    /// (the caller checks that, to say which collide).
-    pub(crate) fn new(
-        moves: &[(BorrowedFd<'_>, RawFd)],
-        close_others: bool,
-        die_with_parent: bool,
-    ) -> io::Result<FdPlan> {
-        let above = moves
-            .iter()
-            .map(|&(_, target)| target)
-            .max()
-            .unwrap_or(0)
-            .saturating_add(1)
-            .max(3);
-        let mut copies = Vec::new();
-        let mut planned = Vec::with_capacity(moves.len());
-        for &(fd, target) in moves {
-            let source = fd.as_raw_fd();
-            let in_the_way = moves
-                .iter()
-                .any(|&(_, other)| other == source && other != target);
-            let source = if source < 3 || in_the_way {
-                let copy = rustix::io::fcntl_dupfd_cloexec(fd, above)?;
-                let number = copy.as_raw_fd();
-                copies.push(copy);
-                number
-            } else {
-                source
-            };
-            planned.push(Move { source, target });
-        }
-        let mut kept: Vec<u32> = planned
-            .iter()
-            .filter(|m| m.target >= 3)
-            .map(|m| m.target as u32)
-            .collect();
-        kept.sort_unstable();
-        Ok(FdPlan {
-            moves: planned,
-            kept,
-            close_others,
-            die_with: if die_with_parent {
-                std::process::id() as libc::pid_t
-            } else {
-                0
-            },
-            max_fd: max_fd(),
-            _copies: copies,
-        })
-    }
-}
-
-/// The step of starting a child that failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Step {
-    /// `clone` itself, in the parent.
-    Clone,
-    /// Changing to the working directory.
-    Chdir,
-    /// Joining or making the process group.
-    ProcessGroup,
-    /// `PR_SET_PDEATHSIG`, or the parent was already gone.
-    DieWithParent,
-    /// Putting a descriptor at this number.
-    PlaceFd(RawFd),
-    /// `execve` of every candidate path.
-    Exec,
-}
-
-/// A failed start: which step, and the kernel's error.
-#[derive(Debug)]
-pub(crate) struct Failed {
-    pub step: Step,
-    pub error: io::Error,
-}
+use super::plan::carry_out;
+use super::{Failed, FdPlan, PID_DIGITS, Step, errno};
 
 /// A program to start directly, prepared by the caller.
 #[derive(Debug)]
@@ -162,7 +44,56 @@ struct ChildContext<'a> {
     errno: AtomicI32,
 }
 
+/// The child's stack, above its guard page.
 const STACK_SIZE: usize = 64 * 1024;
+
+/// The child's stack: an anonymous mapping whose lowest page is a guard (no access),
+/// so that a child that ran past its stack would fault instead of writing into the
+/// parent's heap. Unmapped on drop.
+struct Stack {
+    base: *mut c_void,
+    len: usize,
+}
+
+impl Stack {
+    fn new() -> io::Result<Stack> {
+        // SAFETY: sysconf only reads a system value.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = STACK_SIZE + page;
+        // SAFETY: a new private anonymous mapping at an address the kernel chooses
+        // touches no existing memory.
+        let base = unsafe {
+            libc::mmap(
+                ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let stack = Stack { base, len };
+        // SAFETY: the lowest page of the mapping just made, which nothing uses yet.
+        super::super::cvt(unsafe { libc::mprotect(base, page, libc::PROT_NONE) })?;
+        Ok(stack)
+    }
+
+    /// The highest 16-byte-aligned address: the stack grows down from there.
+    fn top(&self) -> *mut c_void {
+        ((self.base as usize + self.len) & !15) as *mut c_void
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, used by nothing once the child has exec'd
+        // or exited (CLONE_VFORK waits for that before `spawn` goes on).
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
 
 /// `/bin/sh`, for scripts without `#!`.
 const SHELL: &std::ffi::CStr = c"/bin/sh";
@@ -219,9 +150,10 @@ pub(crate) fn spawn(exec: Exec<'_>) -> Result<i32, Failed> {
         failed_step: AtomicI32::new(-1),
         errno: AtomicI32::new(0),
     };
-    let mut stack: Vec<MaybeUninit<u8>> = Vec::with_capacity(STACK_SIZE);
-    // The stack grows down from its highest 16-byte-aligned address.
-    let top = (stack.as_mut_ptr() as usize + STACK_SIZE) & !15;
+    let stack = Stack::new().map_err(|error| Failed {
+        step: Step::Clone,
+        error,
+    })?;
 
     let mut all: MaybeUninit<libc::sigset_t> = MaybeUninit::uninit();
     let mut old: MaybeUninit<libc::sigset_t> = MaybeUninit::uninit();
@@ -238,7 +170,7 @@ pub(crate) fn spawn(exec: Exec<'_>) -> Result<i32, Failed> {
     let pid = unsafe {
         libc::clone(
             child_main,
-            top as *mut c_void,
+            stack.top(),
             libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
             (&raw const context).cast_mut().cast(),
         )
@@ -359,12 +291,6 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     )
 }
 
-/// The calling thread's errno.
-fn errno() -> c_int {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() }
-}
-
 /// Gives the child a clean signal state: handlers back to the default (so no handler of
 /// the parent's can run before the exec), `SIGPIPE` back to the default (Rust programs
 /// ignore it, and an ignored signal stays ignored across exec, as std's own spawn also
@@ -401,68 +327,6 @@ fn zeroed_sigaction() -> libc::sigaction {
     unsafe { MaybeUninit::zeroed().assume_init() }
 }
 
-/// Carries out `plan` in the child: the parent-death signal, each move without
-/// close-on-exec, and every other descriptor from 3 up marked close-on-exec if asked.
-/// Async-signal-safe; returns the step that failed and its errno.
-fn carry_out(plan: &FdPlan) -> Result<(), (Step, c_int)> {
-    if plan.die_with != 0 {
-        // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and touches no memory.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } == -1 {
-            return Err((Step::DieWithParent, errno()));
-        }
-        // SAFETY: getppid has no preconditions.
-        if unsafe { libc::getppid() } != plan.die_with {
-            return Err((Step::DieWithParent, libc::ESRCH)); // the parent is already gone
-        }
-    }
-    for &Move { source, target } in &plan.moves {
-        let rc = if source == target {
-            // dup2(n, n) would do nothing and leave close-on-exec set.
-            // SAFETY: plain fcntl on a descriptor number.
-            unsafe { libc::fcntl(target, libc::F_SETFD, 0) }
-        } else {
-            // SAFETY: plain dup2 on descriptor numbers; the copy is not close-on-exec.
-            unsafe { libc::dup2(source, target) }
-        };
-        if rc == -1 {
-            return Err((Step::PlaceFd(target), errno()));
-        }
-    }
-    if plan.close_others {
-        let mut first = 3u32;
-        for &kept in &plan.kept {
-            if kept > first {
-                cloexec_range(first, kept - 1, plan.max_fd);
-            }
-            first = kept + 1;
-        }
-        cloexec_range(first, u32::MAX, plan.max_fd);
-    }
-    Ok(())
-}
-
-/// Marks descriptors `first..=last` close-on-exec: one `close_range` call on Linux 5.11
-/// and later, else `fcntl` on each up to `max_fd`.
-fn cloexec_range(first: u32, last: u32, max_fd: c_int) {
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets flags on descriptors.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first,
-            last,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if rc == 0 {
-        return;
-    }
-    let last = last.min(max_fd.max(0) as u32);
-    for fd in first..=last {
-        // SAFETY: plain fcntl on a descriptor number; EBADF for closed ones is harmless.
-        unsafe { libc::fcntl(fd as c_int, libc::F_SETFD, libc::FD_CLOEXEC) };
-    }
-}
-
 /// Writes the calling process's pid in decimal at `slot` followed by a NUL.
 ///
 /// # Safety
@@ -471,7 +335,7 @@ fn cloexec_range(first: u32, last: u32, max_fd: c_int) {
 unsafe fn write_pid(slot: *mut u8, room: usize) {
     // SAFETY: getpid has no preconditions (glibc does not cache it).
     let mut pid = unsafe { libc::getpid() } as u32;
-    let mut digits = [0u8; 10];
+    let mut digits = [0u8; PID_DIGITS];
     let mut len = 0;
     loop {
         digits[len] = b'0' + (pid % 10) as u8;
@@ -488,69 +352,4 @@ unsafe fn write_pid(slot: *mut u8, room: usize) {
     }
     // SAFETY: len <= room, and the byte after the room is ours too.
     unsafe { *slot.add(len) = 0 };
-}
-
-/// The soft `RLIMIT_NOFILE`: descriptor numbers must stay below it.
-pub(crate) fn nofile_limit() -> u64 {
-    rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX)
-}
-
-/// The highest descriptor number this process may have, for the fallback when
-/// `close_range` is missing.
-fn max_fd() -> c_int {
-    nofile_limit().min(c_int::MAX as u64) as c_int - 1
-}
-
-thread_local! {
-    /// The plan of the [`spawn_std`] in progress on this thread, for the hook that std
-    /// runs in the forked child (a copy of this thread, and of this value).
-    static PLAN: Cell<*const FdPlan> = const { Cell::new(ptr::null()) };
-}
-
-/// Marks a `Command` that carries our hook already: listed by `Command::get_envs` as a
-/// removed variable, which changes nothing in any child's environment.
-const HOOKED: &str = "SOCKPAIR_INTERNAL_PLAN_HOOK";
-
-/// Spawns `cmd` through std, which honours every setting it carries (stdio, uid, gid,
-/// groups, process group, `pre_exec` closures, ...), and carries out `plan` in the child
-/// last, after the `Command`'s own closures.
-///
-/// The hook is added to a `Command` once, however often it is spawned: it acts only on
-/// the plan this call sets for the spawn in progress on this thread, so the same
-/// `Command` spawned again (by us, or by `Command::spawn` alone) gets the same child.
-pub(crate) fn spawn_std(cmd: &mut Command, plan: &FdPlan) -> io::Result<std::process::Child> {
-    if !cmd
-        .get_envs()
-        .any(|(key, value)| key == HOOKED && value.is_none())
-    {
-        // SAFETY: the hook is async-signal-safe: a thread-local read and write (a const
-        // initialiser and no destructor: no lazy set-up, no allocation), then raw system
-        // calls; an OS error value does not allocate.
-        unsafe { cmd.pre_exec(plan_hook) };
-        cmd.env_remove(HOOKED);
-    }
-    /// Clears `PLAN` when the spawn is over, however it ends.
-    struct Clear;
-    impl Drop for Clear {
-        fn drop(&mut self) {
-            PLAN.set(ptr::null());
-        }
-    }
-    PLAN.set(plan);
-    let _clear = Clear;
-    cmd.spawn()
-}
-
-/// The `pre_exec` hook: carries out the plan set by [`spawn_std`], once.
-fn plan_hook() -> io::Result<()> {
-    let plan = PLAN.replace(ptr::null());
-    if plan.is_null() {
-        return Ok(()); // not a spawn of ours, or a second hook after `env_clear`
-    }
-    // SAFETY: `PLAN` is non-null only while `spawn_std` runs on this thread with `plan`
-    // borrowed; std runs this hook in the child it forks from this thread meanwhile,
-    // whose memory is a copy of ours at that moment, `plan` included.
-    carry_out(unsafe { &*plan }).map_err(|(_, errno)| io::Error::from_raw_os_error(errno))
 }
