@@ -830,3 +830,61 @@ fn a_child_that_reads_the_terminal_still_can() {
         assert!(all.contains("tty said hello"), "{line}: {all}");
     }
 }
+
+/// Runs `sockpair args` with stdout writing to `stdout`, stdin empty, stderr captured.
+fn with_stdout(args: &[&str], stdout: Stdio) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sockpair"));
+    command.args(args).stdin(Stdio::null()).stdout(stdout);
+    let child = command.stderr(Stdio::piped()).spawn().expect("spawn");
+    let (tx, rx) = mpsc::channel();
+    let pid = child.id();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(LIMIT) {
+        Ok(output) => output.expect("wait"),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("{args:?} still running after {LIMIT:?}; killed");
+        }
+    }
+}
+
+/// A full disk (`/dev/full`) is one line on stderr and exit status 2, never a panic;
+/// for every subcommand that writes to stdout, and for the help.
+#[test]
+fn a_write_error_on_stdout_is_one_line_and_status_2() {
+    for args in [
+        &["demo"][..],
+        &["demo", "--type", "seqpacket"],
+        &["help"],
+        &["--help"],
+        &["run", "--", "sh", "-c", "echo hi >&3"],
+        &["bench", "--size", "64", "--duration", "0.2", "--json"],
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = with_stdout(args, Stdio::from(full));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("sockpair: write to stdout: No space left on device"),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// A reader that is gone (`... | head -0`): a quiet stop, as in a shell pipeline.
+#[test]
+fn a_closed_stdout_pipe_is_a_quiet_exit() {
+    for args in [&["demo"][..], &["help"], &["--help"]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = with_stdout(args, Stdio::from(writer));
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}

@@ -552,3 +552,68 @@ fn acceptance_belongs_to_the_socket_not_to_a_channel_on_it() {
         }
     });
 }
+
+/// A typed channel sends a `&T` (no clone, no wrapper) and receives a `T` (no `.0`), on
+/// every socket type; a frame that is not a `T` says why in serde's own words.
+#[test]
+#[cfg(feature = "serde")]
+fn typed_channels_send_a_reference_and_receive_the_value() {
+    use serde::{Deserialize, Serialize};
+    use sockpair::{Json, Postcard};
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Request {
+        id: u32,
+        path: String,
+    }
+
+    watchdog(|| {
+        let request = Request {
+            id: 7,
+            path: "/etc/hosts".into(),
+        };
+        for ty in TYPES {
+            let (mut a, mut b) = channels::<Json<Request>>(ty);
+            a.send(&request).unwrap();
+            a.send(&Json(request.clone())).unwrap(); // the wrapper still works
+            let got: Request = b.recv().unwrap().unwrap();
+            assert_eq!(got, request, "{ty:?}");
+            assert_eq!(b.recv().unwrap(), Some(request.clone()), "{ty:?}");
+            let (mut a, mut b) = channels::<Postcard<Request>>(ty);
+            a.send(&request).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(request.clone()), "{ty:?}");
+            let (mut tx, mut rx) = channels::<Postcard<Request>>(ty);
+            tx.send_batch([&request, &request]).unwrap();
+            let both: Vec<Request> = [rx.recv(), rx.recv()]
+                .into_iter()
+                .map(|got| got.unwrap().unwrap())
+                .collect();
+            assert_eq!(both, [request.clone(), request.clone()], "{ty:?}");
+
+            // Decode errors carry the decoder's own words in Display.
+            let (a, b) = pair(ty).unwrap();
+            let mut raw: Channel<Vec<u8>> = Channel::new(a).unwrap();
+            let mut b: Channel<Json<Request>> = Channel::new(b).unwrap();
+            raw.send(br#"{"path":"/"}"#).unwrap();
+            let err = b.recv().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Decode);
+            assert!(err.to_string().contains("missing field `id`"), "{err}");
+            raw.send(b"\xff").unwrap();
+            let err = b.recv().unwrap_err();
+            assert!(err.to_string().contains("expected value"), "{err}");
+            let (a, b) = pair(ty).unwrap();
+            let mut raw: Channel<Vec<u8>> = Channel::new(a).unwrap();
+            let mut b: Channel<Postcard<Request>> = Channel::new(b).unwrap();
+            raw.send(&[7]).unwrap(); // an id, then nothing for the path
+            let err = b.recv().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Decode);
+            assert!(err.to_string().contains("Hit the end of buffer"), "{err}");
+            let (d, e) = pair(ty).unwrap();
+            let mut d: Channel<Vec<u8>> = Channel::new(d).unwrap();
+            let mut e: Channel<String> = Channel::new(e).unwrap();
+            d.send(b"\xff\xfe").unwrap();
+            let err = e.recv().unwrap_err();
+            assert!(err.to_string().contains("invalid utf-8"), "{err}");
+        }
+    })
+}

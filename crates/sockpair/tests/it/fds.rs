@@ -145,14 +145,27 @@ fn truncated_control_data_closes_what_arrived_and_is_an_error() {
 #[ignore = "run alone in a fresh process by truncated_control_data_closes_what_arrived_and_is_an_error"]
 fn truncation_inner() {
     let (a, b) = pair(Type::SEQPACKET).unwrap();
-    // Credentials and a timestamp take room in the control buffer too, so a full
-    // SCM_MAX_FD message no longer fits: the kernel installs what fits and sets
-    // MSG_CTRUNC.
+    // Options that add control messages are on (the buffer has room for all of them
+    // and a full SCM_MAX_FD message), but this process has room for fewer descriptors
+    // than arrive: the kernel installs what fits and sets MSG_CTRUNC.
     rustix::net::sockopt::set_socket_passcred(&b, true).unwrap();
     crate::util::set_socket_option(&b, libc::SO_TIMESTAMP, 1);
     let file = tempfile_like();
     a.send_with_fds(b"x", &vec![file.as_fd(); MAX_FDS_PER_MESSAGE])
         .unwrap();
+    let numbers = crate::util::fd_numbers();
+    let highest = *numbers.last().unwrap() as u64;
+    let limit = (numbers.len() as u64 + 20).max(highest + 1);
+    assert!(limit - (numbers.len() as u64) < MAX_FDS_PER_MESSAGE as u64);
+    let old = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(limit),
+            maximum: old.maximum,
+        },
+    )
+    .unwrap();
     let before = open_fds();
     let mut fds = Vec::new();
     let err = b.recv_with_fds(&mut [0; 4], &mut fds).unwrap_err();
@@ -193,4 +206,56 @@ fn leak_inner() {
     // Every copy of the write end in flight was released with its pair: EOF, not a hang.
     let mut rest = Vec::new();
     assert_eq!(pipe_r.read_to_end(&mut rest).unwrap(), 0);
+}
+
+/// `SO_PASSPIDFD` (Linux 6.5), the option that makes the kernel install a pidfd of the
+/// sender in this process on every receive.
+const SO_PASSPIDFD: libc::c_int = 76;
+
+#[test]
+fn receives_with_pidfd_credential_and_timestamp_options_leave_no_descriptor() {
+    in_fresh_process("fds::control_options_inner");
+}
+
+#[test]
+#[ignore = "run alone in a fresh process by receives_with_pidfd_credential_and_timestamp_options_leave_no_descriptor"]
+fn control_options_inner() {
+    use sockpair::Channel;
+    let file = tempfile_like();
+    for ty in TYPES {
+        for option in [SO_PASSPIDFD, libc::SO_PASSCRED, libc::SO_TIMESTAMP] {
+            let (a, b) = pair(ty).unwrap();
+            crate::util::set_socket_option(&b, option, 1);
+            let before = open_fds();
+            for round in 0..100 {
+                let mut fds = Vec::new();
+                let mut buf = [0; 8];
+                match round % 2 {
+                    0 => a.send(b"plain").unwrap(),
+                    _ => a.send_with_fds(b"a file", &[file.as_fd()]).unwrap(),
+                };
+                let n = b.recv_with_fds(&mut buf, &mut fds).unwrap();
+                assert!(n > 0, "{ty:?} option {option}");
+                assert_eq!(
+                    fds.len(),
+                    round % 2,
+                    "{ty:?} option {option}: only SCM_RIGHTS"
+                );
+            }
+            assert_eq!(open_fds(), before, "{ty:?} option {option}: recv_with_fds");
+            let mut a: Channel<Vec<u8>> = Channel::new(a).unwrap();
+            let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+            for round in 0..100 {
+                let mut fds = Vec::new();
+                match round % 2 {
+                    0 => a.send(b"plain").unwrap(),
+                    _ => a.send_with_fds(b"a file", &[file.as_fd()]).unwrap(),
+                };
+                let message = b.recv_with_fds(&mut fds).unwrap().unwrap();
+                assert!(!message.is_empty());
+                assert_eq!(fds.len(), round % 2, "{ty:?} option {option}: Channel");
+            }
+            assert_eq!(open_fds(), before, "{ty:?} option {option}: Channel::recv");
+        }
+    }
 }

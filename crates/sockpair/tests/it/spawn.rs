@@ -539,8 +539,11 @@ fn failed_spawn_inner() {
             true => SpawnOptions::new().spawn(&mut program.to_command()),
             false => SpawnOptions::new().spawn_program(program),
         };
+        // The kernel's errno is kept on both paths, with the program and the step said.
         let missing = spawn(&Program::new("sockpair-no-such-program")).unwrap_err();
         assert_eq!(missing.kind(), ErrorKind::NotFound, "{missing}");
+        assert_eq!(missing.raw_os_error(), Some(libc::ENOENT), "{missing}");
+        assert_eq!(missing.program(), "sockpair-no-such-program");
         assert!(
             missing
                 .to_string()
@@ -553,8 +556,25 @@ fn failed_spawn_inner() {
             ErrorKind::PermissionDenied,
             "{not_executable}"
         );
+        assert_eq!(not_executable.raw_os_error(), Some(libc::EACCES));
+        assert!(
+            not_executable
+                .to_string()
+                .starts_with(&format!("spawn '{}': ", plain_file.display())),
+            "{not_executable}"
+        );
         let bad_cwd = spawn(Program::new("true").current_dir("/no/such/dir")).unwrap_err();
         assert_eq!(bad_cwd.kind(), ErrorKind::NotFound);
+        assert_eq!(bad_cwd.raw_os_error(), Some(libc::ENOENT));
+        // Into an io::Error for `?`: the same kind and message, the errno one downcast away.
+        let converted = std::io::Error::from(
+            spawn(Program::new("true").current_dir("/no/such/dir")).unwrap_err(),
+        );
+        assert_eq!(converted.kind(), ErrorKind::NotFound);
+        assert_eq!(converted.to_string(), bad_cwd.to_string());
+        let inner = converted.get_ref().unwrap();
+        let inner = inner.downcast_ref::<sockpair::SpawnError>().unwrap();
+        assert_eq!(inner.raw_os_error(), Some(libc::ENOENT));
         assert!(
             bad_cwd
                 .to_string()

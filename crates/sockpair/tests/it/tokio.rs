@@ -504,3 +504,30 @@ fn an_async_parent_talks_to_a_node_process_send_child() {
         );
     });
 }
+
+/// The async twin sends a `&T` and yields a `T`, from `recv` and from the `Stream`.
+#[test]
+#[cfg(feature = "serde")]
+fn async_typed_channels_send_a_reference_and_receive_the_value() {
+    use sockpair::{Json, Postcard};
+    on_both_runtimes(|| async {
+        for ty in crate::util::TYPES {
+            let (a, b) = pair(ty).unwrap();
+            let mut a: AsyncChannel<Json<(u32, String)>> = AsyncChannel::new(a).unwrap();
+            let mut b: AsyncChannel<Json<(u32, String)>> = AsyncChannel::new(b).unwrap();
+            let value = (3, "three".to_string());
+            a.send(&value).await.unwrap();
+            a.try_send(&value).unwrap();
+            assert_eq!(b.recv().await.unwrap(), Some(value.clone()), "{ty:?}");
+            let (_tx, mut rx) = b.split();
+            let got: (u32, String) = rx.next().await.unwrap().unwrap();
+            assert_eq!(got, value, "{ty:?}");
+
+            let (a, b) = pair(ty).unwrap();
+            let (mut tx, _) = AsyncChannel::<Postcard<Vec<u64>>>::new(a).unwrap().split();
+            let mut b: AsyncChannel<Postcard<Vec<u64>>> = AsyncChannel::new(b).unwrap();
+            tx.send(&vec![1, 2, 3]).await.unwrap();
+            assert_eq!(b.recv().await.unwrap(), Some(vec![1, 2, 3]), "{ty:?}");
+        }
+    });
+}
