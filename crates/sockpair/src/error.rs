@@ -51,7 +51,7 @@ struct Inner {
 }
 
 impl Error {
-    /// An error of `kind` that says `message`: what a [`Message`](crate::Message) of
+    /// An error of `kind` that says `message`: what an [`Encode`](crate::Encode) or [`Decode`](crate::Decode) of
     /// your own returns when a value cannot be encoded or a payload decoded.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error(Box::new(Inner {

@@ -4,8 +4,11 @@
 //! Each transport is a state machine without system calls (`stream.rs`: length and line
 //! frames over a byte stream, descriptors matched to frames by `fd_queue.rs`;
 //! `records.rs`: one message per seqpacket or datagram record, large ones as a sealed
-//! memfd checked by `memfd.rs`). This file drives them over a blocking socket.
+//! memfd checked by `memfd.rs`). `drive.rs` runs them over a socket, for this blocking
+//! shell and for the async one (`crate::tokio`) alike; this file and `sender.rs`,
+//! `receiver.rs` hold the public types.
 
+pub(crate) mod drive;
 pub(crate) mod fd_queue;
 pub(crate) mod memfd;
 pub(crate) mod receiver;
@@ -19,14 +22,14 @@ use std::marker::PhantomData;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::frame::{DEFAULT_MAX_FRAME_LEN, Framing};
 use crate::message::{Encode, EncodeAs, Receive};
 use crate::socket::Socket;
 use crate::types::Type;
-use crate::wait::{Events, poll_until};
+use drive::{RxCore, TxCore};
 pub use receiver::{Messages, Receiver};
 use records::RecordRx;
 pub use sender::Sender;
@@ -92,7 +95,7 @@ use stream::{StreamRx, StreamTx};
 /// send freely, [`split`](Channel::split) the channel and receive on a thread of its
 /// own. To bound every wait, set [`read_timeout`](Channel::read_timeout) and
 /// [`write_timeout`](Channel::write_timeout): a peer that stops reading or answering
-/// then costs an [`ErrorKind::TimedOut`], never a hang. A peer that dies ends the
+/// then costs an [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut), never a hang. A peer that dies ends the
 /// channel: `recv` returns `Ok(None)` (or an error inside a frame), `send` fails with
 /// `EPIPE`.
 ///
@@ -124,57 +127,6 @@ pub(crate) struct Parts {
     pub(crate) tx: TxCore,
     pub(crate) rx: RxCore,
     pub(crate) scratch: Vec<u8>,
-}
-
-#[derive(Debug)]
-pub(crate) enum TxCore {
-    Stream(StreamTx),
-    Records,
-}
-
-#[derive(Debug)]
-#[allow(
-    clippy::large_enum_variant,
-    reason = "one per receiver, made once and never moved on a hot path; a box would add \
-              a pointer chase to every receive"
-)]
-pub(crate) enum RxCore {
-    Stream(StreamRx),
-    Records(RecordRx),
-}
-
-impl RxCore {
-    /// The largest message accepted: see [`Receiver::max_frame_len`].
-    pub(crate) fn set_max(&mut self, max: usize) {
-        match self {
-            RxCore::Stream(rx) => rx.set_max(max),
-            RxCore::Records(rx) => rx.set_max(max),
-        }
-    }
-
-    /// Whether `socket`, this core's, takes descriptors: see [`Receiver::accept_fds`].
-    pub(crate) fn set_accept(&mut self, socket: &Socket, accept: bool) -> io::Result<()> {
-        match self {
-            RxCore::Stream(rx) => {
-                match socket.set_pass_rights(accept) {
-                    // Before Linux 6.16 the kernel cannot refuse: our own check remains.
-                    Err(err) if err.raw_os_error() == Some(libc::ENOPROTOOPT) => {}
-                    other => other?,
-                }
-                rx.set_accept(accept);
-            }
-            RxCore::Records(rx) => rx.set_accept(accept),
-        }
-        Ok(())
-    }
-
-    /// The framing of a stream; `None` on records.
-    pub(crate) fn framing(&self) -> Option<Framing> {
-        match self {
-            RxCore::Stream(rx) => Some(rx.framing()),
-            RxCore::Records(_) => None,
-        }
-    }
 }
 
 impl<Tx, Rx> Channel<Tx, Rx> {
@@ -442,106 +394,6 @@ impl<Tx, Rx: Receive> Channel<Tx, Rx> {
 /// none (before Linux 6.16).
 fn accepts(socket: &Socket) -> io::Result<bool> {
     Ok(socket.pass_rights()?.unwrap_or(true))
-}
-
-/// What one send or receive may wait for: its socket, when its timeout ends, and which
-/// timeout that is (for the error that says so).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Waits<'a> {
-    pub(crate) socket: &'a Socket,
-    deadline: Option<Instant>,
-    timeout: (&'static str, Option<Duration>),
-    /// Never waits: each operation is tried once without blocking, and `WouldBlock` is
-    /// returned for the async shells to wait on the runtime's reactor.
-    once: bool,
-}
-
-impl<'a> Waits<'a> {
-    /// Waits on `socket` for at most `timeout` (named `name`) from now; `None`, or a
-    /// timeout too long for the clock, is no limit.
-    #[inline]
-    pub(crate) fn new(socket: &'a Socket, name: &'static str, timeout: Option<Duration>) -> Self {
-        Waits {
-            socket,
-            deadline: timeout.and_then(|timeout| Instant::now().checked_add(timeout)),
-            timeout: (name, timeout),
-            once: false,
-        }
-    }
-
-    /// Waits on nothing: each operation on `socket` is tried once without blocking
-    /// (signals aside), and fails with `WouldBlock` if the socket is not ready.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn once(socket: &'a Socket) -> Self {
-        Waits {
-            socket,
-            deadline: None,
-            timeout: ("", None),
-            once: true,
-        }
-    }
-
-    /// Whether there is a deadline.
-    #[inline]
-    pub(crate) fn limited(&self) -> bool {
-        self.deadline.is_some()
-    }
-
-    /// Whether operations must not block (the async shells).
-    #[inline]
-    pub(crate) fn never_blocks(&self) -> bool {
-        self.once
-    }
-
-    /// Runs `op` on the socket until it succeeds: first waiting in `poll` (until the
-    /// deadline) if `poll_first` or there is a deadline, and then telling `op` it must
-    /// not block; else letting `op` block. A signal never ends the wait; a deadline that
-    /// passes is `TimedOut`, naming the timeout.
-    #[inline]
-    pub(crate) fn run<T>(
-        &self,
-        events: Events,
-        poll_first: bool,
-        mut op: impl FnMut(&Socket, bool) -> io::Result<T>,
-    ) -> io::Result<T> {
-        let poll_first = poll_first || self.limited();
-        if self.once {
-            loop {
-                match op(self.socket, true) {
-                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                    other => return other,
-                }
-            }
-        }
-        loop {
-            if poll_first && !poll_until(self.socket, events, self.deadline)? {
-                let (name, after) = self.timeout;
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{name} of {:?} passed", after.unwrap_or_default()),
-                ));
-            }
-            match op(self.socket, poll_first) {
-                Ok(value) => return Ok(value),
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock && poll_first => {}
-                Err(err) => return Err(err),
-            }
-        }
-    }
-}
-
-/// An `io::Error` of the socket as this layer's [`Error`], saying what failed.
-pub(crate) fn io_error(what: &str, err: io::Error) -> Error {
-    match err.kind() {
-        io::ErrorKind::TimedOut => Error::new(ErrorKind::TimedOut, err.to_string()),
-        io::ErrorKind::WouldBlock => Error::with_source(
-            ErrorKind::WouldBlock,
-            format!("{what}: the socket is non-blocking and not ready"),
-            err,
-        ),
-        _ => Error::with_source(ErrorKind::Io, format!("{what} failed"), err),
-    }
 }
 
 impl<Tx, Rx> fmt::Debug for Channel<Tx, Rx> {

@@ -9,16 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::records::Record;
-use super::records::RecordRx;
-use super::stream::StreamRx;
-use super::{RxCore, Shared, Waits, io_error, memfd};
-use crate::error::{Error, ErrorKind};
-use crate::fds::Recv;
-use crate::frame::{Framing, Payload};
+use super::Shared;
+use super::drive::{Drive, RxCore, ends_messages, receive};
+use crate::error::Error;
+use crate::frame::Framing;
 use crate::message::Receive;
 use crate::socket::Socket;
-use crate::wait::Events;
 
 /// The receiving half of a [`Channel`](crate::Channel) ([`Channel::split`](crate::Channel::split)): `Send`, with its own
 /// [`read_timeout`](Receiver::read_timeout) and [`max_frame_len`](Receiver::max_frame_len).
@@ -31,9 +27,9 @@ pub struct Receiver<Rx> {
 
 impl<Rx> Receiver<Rx> {
     /// The largest message accepted (default [`DEFAULT_MAX_FRAME_LEN`](crate::frame::DEFAULT_MAX_FRAME_LEN), 64 MiB). A
-    /// larger one is refused before memory is spent on it, with [`ErrorKind::TooLarge`]
+    /// larger one is refused before memory is spent on it, with [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge)
     /// and its real size; on a byte stream the receiver then stops
-    /// ([`ErrorKind::Unusable`]), since what follows cannot be trusted to be a frame;
+    /// ([`ErrorKind::Unusable`](crate::ErrorKind::Unusable)), since what follows cannot be trusted to be a frame;
     /// on records the next record comes next. Memory for a message within the limit
     /// grows as its bytes arrive, never for what a header merely claims.
     pub fn max_frame_len(&mut self, max: usize) -> &mut Self {
@@ -43,7 +39,7 @@ impl<Rx> Receiver<Rx> {
 
     /// The longest a receive may wait for a whole message (default: no limit; a duration
     /// too long for the clock is no limit too). When it passes, the receive fails with
-    /// [`ErrorKind::TimedOut`]; what had arrived of the message is kept, and the next
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut); what had arrived of the message is kept, and the next
     /// receive continues it.
     pub fn read_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
         self.read_timeout = timeout;
@@ -59,10 +55,10 @@ impl<Rx> Receiver<Rx> {
     ///
     /// An end that does not accept descriptors keeps them out: on a stream the kernel
     /// refuses them, so the peer's [`send_with_fds`](crate::Sender::send_with_fds) fails at
-    /// once with [`ErrorKind::Fds`] and nothing of its message is sent. On seqpacket and
+    /// once with [`ErrorKind::Fds`](crate::ErrorKind::Fds) and nothing of its message is sent. On seqpacket and
     /// datagram sockets, where large messages travel as a descriptor, and on kernels
     /// before 6.16, they arrive, are closed, and this end's next receive reports
-    /// [`ErrorKind::Fds`] (the message itself comes with the receive after). Nothing is
+    /// [`ErrorKind::Fds`](crate::ErrorKind::Fds) (the message itself comes with the receive after). Nothing is
     /// ever dropped without an error somewhere.
     ///
     /// # Errors
@@ -93,12 +89,12 @@ impl<Rx: Receive> Receiver<Rx> {
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::UnexpectedEof`] if the stream ends inside a message,
-    /// [`ErrorKind::TooLarge`], [`ErrorKind::BadHeader`], [`ErrorKind::Decode`],
-    /// [`ErrorKind::Fds`] (descriptors refused or lost: see
-    /// [`accept_fds`](Receiver::accept_fds)), [`ErrorKind::TimedOut`],
-    /// [`ErrorKind::WouldBlock`] on a non-blocking socket, [`ErrorKind::Unusable`] after a
-    /// framing error, or [`ErrorKind::Io`] with the kernel's error. A signal does not
+    /// [`ErrorKind::UnexpectedEof`](crate::ErrorKind::UnexpectedEof) if the stream ends inside a message,
+    /// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge), [`ErrorKind::BadHeader`](crate::ErrorKind::BadHeader), [`ErrorKind::Decode`](crate::ErrorKind::Decode),
+    /// [`ErrorKind::Fds`](crate::ErrorKind::Fds) (descriptors refused or lost: see
+    /// [`accept_fds`](Receiver::accept_fds)), [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut),
+    /// [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) on a non-blocking socket, [`ErrorKind::Unusable`](crate::ErrorKind::Unusable) after a
+    /// framing error, or [`ErrorKind::Io`](crate::ErrorKind::Io) with the kernel's error. A signal does not
     /// end a receive: it goes on, within its timeout.
     pub fn recv(&mut self) -> Result<Option<Rx::Value>, Error> {
         self.recv_with_fds(&mut Vec::new())
@@ -111,7 +107,7 @@ impl<Rx: Receive> Receiver<Rx> {
     ///
     /// As [`recv`](Receiver::recv).
     pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx::Value>, Error> {
-        let waits = Waits::new(&self.shared.socket, "read_timeout", self.read_timeout);
+        let drive = Drive::blocking(&self.shared.socket, "read_timeout", self.read_timeout);
         // A reader blocked in `recv` on a stream is woken each time the peer takes data
         // this end sent (the kernel's wake-up for writers reaches it too), two context
         // switches for nothing. Right after a send that is what the peer does, so then
@@ -123,101 +119,18 @@ impl<Rx: Receive> Receiver<Rx> {
         if poll_first {
             sent.store(false, Ordering::Relaxed);
         }
-        receive::<Rx>(&mut self.core, poll_first, waits, fds)
+        receive::<Rx>(&mut self.core, poll_first, drive, fds)
     }
 
     /// The messages as they come, until the end of the stream. An error is yielded as
-    /// it comes; after one that ends the stream ([`ErrorKind::Unusable`],
-    /// [`ErrorKind::UnexpectedEof`], [`ErrorKind::Io`]) the iterator ends.
+    /// it comes; after one that ends the stream ([`ErrorKind::Unusable`](crate::ErrorKind::Unusable),
+    /// [`ErrorKind::UnexpectedEof`](crate::ErrorKind::UnexpectedEof), [`ErrorKind::Io`](crate::ErrorKind::Io)) the iterator ends.
     pub fn iter(&mut self) -> Messages<'_, Rx> {
         Messages {
             receiver: self,
             done: false,
         }
     }
-}
-
-/// Receives one message, and appends its descriptors to `fds`: the receive of both
-/// shells, the blocking one waiting in `waits` (in `poll` before the first read if
-/// `poll_first`), the async ones trying once ([`Waits::once`]). Whatever has arrived of
-/// a message when a read fails is kept in `core`, and the next call continues it.
-pub(crate) fn receive<Rx: Receive>(
-    core: &mut RxCore,
-    poll_first: bool,
-    waits: Waits<'_>,
-    fds: &mut Vec<OwnedFd>,
-) -> Result<Option<Rx::Value>, Error> {
-    match core {
-        RxCore::Stream(rx) => recv_frame::<Rx>(rx, poll_first, waits, fds),
-        RxCore::Records(rx) => recv_record::<Rx>(rx, waits, fds),
-    }
-}
-
-/// Receives one frame from a stream, reading until one is whole.
-fn recv_frame<Rx: Receive>(
-    rx: &mut StreamRx,
-    mut poll_first: bool,
-    waits: Waits<'_>,
-    fds: &mut Vec<OwnedFd>,
-) -> Result<Option<Rx::Value>, Error> {
-    loop {
-        if let Some(frame) = rx.next()? {
-            if !frame.fds.is_empty() {
-                fds.extend(frame.fds);
-            }
-            return decode::<Rx>(frame.payload, rx.buffer()).map(Some);
-        }
-        let mut arrived = Vec::new();
-        rx.prepare_read()?;
-        let received = waits
-            .run(Events::IN, poll_first, |socket, nonblocking| {
-                socket.recv_append(rx.targets(), &mut arrived, recv_how(nonblocking))
-            })
-            .map_err(|err| io_error("receive", err))?;
-        poll_first = false;
-        if received.bytes == 0 {
-            rx.eof()?;
-            return Ok(None);
-        }
-        rx.received(received.bytes, arrived, received.fds_lost);
-    }
-}
-
-/// Receives one record, and the message it carries (a large one from its memfd).
-fn recv_record<Rx: Receive>(
-    rx: &mut RecordRx,
-    waits: Waits<'_>,
-    fds: &mut Vec<OwnedFd>,
-) -> Result<Option<Rx::Value>, Error> {
-    if let Some(payload) = rx.held() {
-        return decode::<Rx>(payload, rx.lent()).map(Some);
-    }
-    let mut arrived = Vec::new();
-    let buffer = rx.buffer()?;
-    let received = waits
-        .run(Events::IN, false, |socket, nonblocking| {
-            let how = Recv {
-                nonblocking,
-                record_len: true,
-            };
-            let most = buffer.capacity();
-            socket.recv_append([(&mut *buffer, most)], &mut arrived, how)
-        })
-        .map_err(|err| io_error("receive", err))?;
-    let (payload, got) = match rx.received(received, arrived)? {
-        Record::Eof => return Ok(None),
-        Record::Message(payload, got) => (payload, got),
-        Record::MaybeLarge(mut got) if got.last().is_some_and(memfd::is_sealed) => {
-            let sealed = got.pop().expect("checked above");
-            let payload = memfd::read(sealed, rx.max())?;
-            rx.deliver(Payload::Own(payload), got)?
-        }
-        Record::MaybeLarge(got) => rx.deliver(Payload::Lent(0..0), got)?,
-    };
-    if !got.is_empty() {
-        fds.extend(got);
-    }
-    decode::<Rx>(payload, rx.lent()).map(Some)
 }
 
 /// The messages of a [`Receiver`] (or [`Channel`](crate::Channel)) as an iterator: [`Receiver::iter`].
@@ -245,29 +158,6 @@ impl<Rx: Receive> Iterator for Messages<'_, Rx> {
                 Some(Err(err))
             }
         }
-    }
-}
-
-/// Whether an error of a receive ends a stream of messages: the channel is unusable, or
-/// the stream ended inside a message, or the kernel failed.
-pub(crate) fn ends_messages(err: &Error) -> bool {
-    matches!(
-        err.kind(),
-        ErrorKind::Unusable | ErrorKind::UnexpectedEof | ErrorKind::Io
-    )
-}
-
-fn decode<Rx: Receive>(payload: Payload, buffer: &[u8]) -> Result<Rx::Value, Error> {
-    match payload {
-        Payload::Lent(range) => Rx::receive(&buffer[range]),
-        Payload::Own(payload) => Rx::receive_owned(payload),
-    }
-}
-
-fn recv_how(nonblocking: bool) -> Recv {
-    Recv {
-        nonblocking,
-        record_len: false,
     }
 }
 

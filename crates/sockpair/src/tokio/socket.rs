@@ -229,7 +229,7 @@ impl Blocked for Error {
     }
 
     fn from_io(err: io::Error) -> Self {
-        crate::channel::io_error("wait for the socket", err)
+        crate::channel::drive::io_error("wait for the socket", err)
     }
 }
 

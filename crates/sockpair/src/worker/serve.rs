@@ -115,7 +115,7 @@ fn serve() -> io::Result<()> {
         let _ = io::stdout().flush();
         match channel.send(&answer.into_frame()) {
             Ok(()) => {}
-            Err(err) if crate::channel::receiver::ends_messages(&err) => return Ok(()),
+            Err(err) if crate::channel::drive::ends_messages(&err) => return Ok(()),
             Err(err) => match io::Error::from(err) {
                 err if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
                 err => return Err(err),

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use sockpair::tokio::{AsyncChannel, AsyncSocket};
-use sockpair::{Channel, Convention, ErrorKind, Framing, Program, SpawnOptions, Type, pair};
+use sockpair::{Channel, ErrorKind, Framing, Program, SpawnOptions, Type, pair};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::interop::{NODE_CHILD, PYTHON_CHILD};
+use crate::interop::PYTHON_CHILD;
 use crate::spawn::child_program;
 use crate::util::{cloexec_nonblock, kernel_has_pass_rights, watchdog};
 
@@ -463,7 +463,8 @@ fn an_async_parent_talks_to_a_python_connection_child() {
 #[test]
 #[cfg(feature = "serde")]
 fn an_async_parent_talks_to_a_node_process_send_child() {
-    use sockpair::Json;
+    use crate::interop::NODE_CHILD;
+    use sockpair::{Convention, Json};
     on_both_runtimes(|| async {
         let mut cmd = Command::new("node");
         cmd.args(["-e", NODE_CHILD]);
