@@ -42,7 +42,7 @@ use stream::{StreamRx, StreamTx};
 /// seqpacket and datagram sockets one message per record, with no header (a message too
 /// large for a record travels as a sealed `memfd`). Choose [`Framing::Lines`] with
 /// [`with_framing`](Channel::with_framing) for Node's `json` IPC. The wire format is
-/// specified in `docs/wire-format.md`.
+/// specified in [`frame::wire_format`](crate::frame::wire_format).
 ///
 /// # Examples
 ///
@@ -220,13 +220,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
             ),
             scratch,
         };
-        drop(tx);
-        let shared = rx.shared.clone();
-        drop(rx);
-        match Arc::try_unwrap(shared) {
-            Ok(shared) => (shared.socket, parts),
-            Err(_) => unreachable!("a channel holds the only two references"),
-        }
+        (Channel { tx, rx }.into_socket(), parts)
     }
 
     /// A blocking channel carrying on from an async one's [`Parts`].
@@ -251,9 +245,8 @@ impl<Tx, Rx> Channel<Tx, Rx> {
     /// what was read but not yet received as a message are dropped with the channel.
     pub fn into_socket(self) -> Socket {
         let Channel { tx, rx } = self;
-        drop(tx);
         let shared = rx.shared.clone();
-        drop(rx);
+        drop((tx, rx));
         match Arc::try_unwrap(shared) {
             Ok(shared) => shared.socket,
             Err(_) => unreachable!("a channel holds the only two references"),

@@ -1,5 +1,5 @@
-//! [`Receiver`]: the receiving half of a [`Channel`](super::Channel), driving the
-//! transports' receive sides; [`Messages`], its iterator.
+//! [`Receiver`]: the receiving half of a [`Channel`](super::Channel), blocking, over the
+//! driver's receive (`drive.rs`); [`Messages`], its iterator.
 
 use std::fmt;
 use std::io;

@@ -1,5 +1,5 @@
-//! [`Sender`]: the sending half of a [`Channel`](super::Channel), over the transports'
-//! send sides.
+//! [`Sender`]: the sending half of a [`Channel`](super::Channel), blocking, over the
+//! driver's send (`drive.rs`).
 
 use std::fmt;
 use std::marker::PhantomData;

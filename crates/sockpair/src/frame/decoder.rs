@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 
-use super::read::Slot;
 use super::{
     ASSEMBLE_IN_BUFFER, DEFAULT_MAX_FRAME_LEN, Frame, Framing, Payload, READ_BUFFER, grow, length,
     lines, out_of_memory, too_large, unusable,
@@ -34,6 +33,14 @@ impl Partial {
         self.payload.resize(self.received + chunk, 0);
         Ok(&mut self.payload[self.received..])
     }
+}
+
+/// The buffers of one predicted frame: its 4-byte header, and its payload's own
+/// buffer, which becomes the message.
+#[derive(Debug, Default)]
+pub(super) struct Slot {
+    pub(super) head: Vec<u8>,
+    pub(super) payload: Vec<u8>,
 }
 
 /// The incremental decoder for [`Framing::Length`] and [`Framing::Lines`]: fed with

@@ -18,6 +18,10 @@
 //! framing in `length.rs` and `lines.rs`, and [`FrameReader`]/[`write_frame`] in
 //! `io.rs`.
 
+/// sockpair's wire format, for implementers in other languages.
+#[doc = include_str!("wire_format.md")]
+pub mod wire_format {}
+
 mod decoder;
 mod io;
 pub(crate) mod length;

@@ -5,7 +5,7 @@
 //! header and payload get buffers of their own, and the payload's becomes the message,
 //! never copied.
 
-use super::decoder::Partial;
+use super::decoder::{Partial, Slot};
 use super::{
     ASSEMBLE_IN_BUFFER, Decoder, Frame, Payload, READ_AFTER_LARGE, READ_BUFFER, grow, length,
 };
@@ -24,14 +24,6 @@ const PREDICT_UP_TO: usize = 4 << 20;
 /// The most frames one read expects (each a header and a payload buffer): enough to
 /// fill [`READ_BUFFER`] with 4 KiB frames.
 pub(super) const MOST_PREDICTED: usize = 16;
-
-/// The buffers of one predicted frame: its 4-byte header, and its payload's own
-/// buffer, which becomes the message.
-#[derive(Debug, Default)]
-pub(super) struct Slot {
-    head: Vec<u8>,
-    payload: Vec<u8>,
-}
 
 impl Decoder {
     /// Where the next bytes of the stream should be read to (never empty).

@@ -25,9 +25,6 @@ use crate::sys;
 use crate::sys::spawn::{Failed, FdPlan, Step};
 use crate::types::Type;
 
-/// Room for a pid in decimal (`pid_max` is at most 2^22 on Linux; `u32::MAX` has 10 digits).
-const PID_ROOM: usize = 10;
-
 /// Starts a program with one end of a new pair at a chosen descriptor number, announced
 /// in its environment; the other end is returned to the parent.
 ///
@@ -46,7 +43,7 @@ const PID_ROOM: usize = 10;
 /// |---|---|---|
 /// | honours | everything the `Command` says: stdio, uid, gid, groups, process group, `arg0`, `env_clear`, your `pre_exec` closures, and whatever std adds | what a [`Program`] can say: program, arguments, environment (`env_clear` too), working directory, process group |
 /// | started by | std (`fork`, then `exec`), with one `pre_exec` hook of sockpair's that runs after yours | sockpair's `clone(CLONE_VM \| CLONE_VFORK)`, like `posix_spawn` |
-/// | costs | `fork` copies the parent's page tables: about 64x std's plain spawn with 1 GiB touched (`docs/benchmarks.md`) | what std's plain spawn costs, however large the parent |
+/// | costs | `fork` copies the parent's page tables: about 64x std's plain spawn from a parent with 1 GiB touched (`cargo bench -p sockpair-benches`) | what std's plain spawn costs, however large the parent |
 /// | systemd | no (`LISTEN_PID` needs sockpair's path) | yes |
 ///
 /// `spawn` adds its hook to a `Command` once: spawning the same `Command` again gives the

@@ -8,8 +8,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::Convention;
 use super::convention::Value;
-use super::{Convention, PID_ROOM};
+use crate::sys::spawn::PID_DIGITS;
 use crate::sys::spawn::{Exec, FdPlan};
 
 /// A program to start on sockpair's fast path ([`SpawnOptions::spawn_program`]): the
@@ -222,7 +223,7 @@ impl Program {
                         ));
                     }
                     pid_slot = Some(envp.len());
-                    "0".repeat(PID_ROOM)
+                    "0".repeat(PID_DIGITS)
                 }
             };
             envp.push(c_string(format!("{name}={value}").into_bytes())?);

@@ -126,19 +126,7 @@ use process::{NoAnswer, Process};
 #[doc(hidden)]
 macro_rules! __worker_init_before_main {
     () => {
-        const _: () = {
-            // Placing a function pointer in `.init_array` is what that section is for:
-            // the loader calls each entry once, before `main`, with no arguments.
-            #[allow(unsafe_code)]
-            #[used]
-            #[unsafe(link_section = ".init_array")]
-            static SOCKPAIR_WORKER_INIT: extern "C" fn() = {
-                extern "C" fn sockpair_worker_init() {
-                    $crate::worker::init();
-                }
-                sockpair_worker_init
-            };
-        };
+        $crate::__run_before_main!($crate::worker::init);
     };
 }
 

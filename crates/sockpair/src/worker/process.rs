@@ -9,15 +9,12 @@ use rustix::process::{Pid, PidfdFlags};
 
 use super::entry::FD;
 use super::error::Error;
+use super::serve::{VAR, check_initialized};
 use crate::channel::Channel;
 use crate::child::Child;
 use crate::error::ErrorKind;
 use crate::spawn::{Convention, Program, SpawnOptions};
 use crate::wait::{Events, PollFd, poll_any, poll_until};
-
-/// The variable that makes a process a worker: set to its own pid, so that no
-/// descendant that inherits it takes it as meant for itself.
-pub(crate) const VAR: &str = "SOCKPAIR_WORKER";
 
 /// How long a worker that answered its last request, or whose end we closed, has to
 /// exit before it is killed.
@@ -58,7 +55,7 @@ impl Process {
     ///
     /// Before anything starts, if [`init`](super::init) did not run in this process.
     pub(crate) fn start() -> io::Result<Process> {
-        super::serve::check_initialized()?;
+        check_initialized()?;
         let mut program = Program::new("/proc/self/exe");
         program.pid_var(VAR);
         let (child, socket) = SpawnOptions::new()

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, ThreadId};
 
 use super::entry;
-use super::process::VAR;
 use super::wire::{self, Answer};
 use crate::channel::Channel;
 use crate::socket::Socket;
@@ -54,6 +53,10 @@ pub fn init() {
     #[allow(clippy::exit, reason = "a worker ends when its parent is done with it")]
     std::process::exit(code)
 }
+
+/// The variable that makes a process a worker: set to its own pid, so that no
+/// descendant that inherits it takes it as meant for itself.
+pub(crate) const VAR: &str = "SOCKPAIR_WORKER";
 
 /// Whether [`init`] ran in this process: a worker is this executable started again,
 /// and without `init` it would run `main` instead of the function (and, if `main`

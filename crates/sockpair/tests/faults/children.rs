@@ -17,11 +17,9 @@ pub const DIE_WITH_PARENT: &str = "FAULTS_DIE_WITH_PARENT";
 /// Bytes per message of the `send-large` mode: 64 MiB.
 pub const LARGE: usize = 64 << 20;
 
-#[used]
-#[unsafe(link_section = ".init_array")]
-static RUN_CHILD_MODE: extern "C" fn() = run_child_mode;
+sockpair::__run_before_main!(run_child_mode);
 
-extern "C" fn run_child_mode() {
+fn run_child_mode() {
     let Some(mode) = std::env::var(MODE).ok() else {
         return;
     };

@@ -13,11 +13,9 @@ pub const MODE: &str = "SOCKPAIR_IT_CHILD";
 /// The descriptor number the child's end is expected at.
 pub const FD: &str = "SOCKPAIR_IT_FD";
 
-#[used]
-#[unsafe(link_section = ".init_array")]
-static RUN_CHILD_MODE: extern "C" fn() = run_child_mode;
+sockpair::__run_before_main!(run_child_mode);
 
-extern "C" fn run_child_mode() {
+fn run_child_mode() {
     let Some(mode) = std::env::var(MODE).ok() else {
         return;
     };
