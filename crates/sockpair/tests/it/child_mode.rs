@@ -27,6 +27,8 @@ fn run_child_mode() {
         "fd-receiver" => fd_receiver(),
         #[cfg(feature = "worker")]
         "worker-parent" => worker_parent(),
+        #[cfg(feature = "worker")]
+        "worker-panics" => worker_panics(),
         other => {
             eprintln!("unknown child mode {other}");
             3
@@ -212,6 +214,7 @@ fn fd_receiver() -> i32 {
 fn worker_parent() -> i32 {
     // SAFETY: this process runs no other thread yet (the mode runs before main).
     unsafe { std::env::remove_var(MODE) };
+    sockpair::worker::init(); // whichever pre-main hook the loader runs first
     let _handle = sockpair::worker::spawn(
         |ms: u64| {
             println!("{}", std::process::id());
@@ -221,5 +224,23 @@ fn worker_parent() -> i32 {
     )
     .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(60));
+    0
+}
+
+/// Workers that panic, on their own thread and on one they start: each error is printed
+/// on stdout (`Display`), and what the workers print is left on the shared stderr.
+#[cfg(feature = "worker")]
+fn worker_panics() -> i32 {
+    // SAFETY: this process runs no other thread yet (the mode runs before main).
+    unsafe { std::env::remove_var(MODE) };
+    sockpair::worker::init();
+    let own = sockpair::worker::spawn(|n: u32| -> u32 { panic!("boom {n}") }, 7).unwrap();
+    println!("{}", own.join().unwrap_err());
+    let helper = sockpair::worker::spawn(
+        |_: ()| -> bool { std::thread::spawn(|| panic!("helper")).join().is_err() },
+        (),
+    )
+    .unwrap();
+    println!("helper panicked: {}", helper.join().unwrap());
     0
 }

@@ -610,3 +610,34 @@ fn a_worker_can_spawn_workers() {
         assert!(gone(grandchild));
     });
 }
+
+/// A worker's panic comes back in the error; nothing on the shared stderr reads as the
+/// parent's own panic (`thread 'main' panicked`), and a panic on another thread of the
+/// worker is one line naming the worker.
+#[test]
+fn a_workers_panic_is_the_workers_not_the_parents() {
+    watchdog(|| {
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new(exe)
+            .env(crate::child_mode::MODE, "worker-panics")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.contains("the worker panicked: boom 7"), "{stdout}");
+        assert!(stdout.contains("helper panicked: true"), "{stdout}");
+        assert!(!stderr.contains("thread 'main'"), "{stderr}");
+        assert!(
+            !stderr.contains("boom"),
+            "the worker's own panic is in the error: {stderr}"
+        );
+        let helper: Vec<&str> = stderr.lines().filter(|l| l.contains("helper")).collect();
+        assert_eq!(helper.len(), 1, "{stderr}");
+        assert!(
+            helper[0].starts_with("sockpair worker ") && helper[0].contains("panicked at"),
+            "{stderr}"
+        );
+    });
+}

@@ -1,6 +1,7 @@
 //! The direct path: `clone(CLONE_VM | CLONE_VFORK)` on a stack of our own, then
 //! `execve`, as `posix_spawn` does.
 
+use std::cell::Cell;
 use std::ffi::{CString, c_char, c_int, c_void};
 use std::io;
 use std::mem::MaybeUninit;
@@ -87,6 +88,12 @@ impl Stack {
     }
 }
 
+thread_local! {
+    /// The stack of this thread's spawns, kept between them (unmapped when the thread
+    /// ends): a spawn costs no `mmap` after the first.
+    static STACK: Cell<Option<Stack>> = const { Cell::new(None) };
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, used by nothing once the child has exec'd
@@ -150,10 +157,15 @@ pub(crate) fn spawn(exec: Exec<'_>) -> Result<i32, Failed> {
         failed_step: AtomicI32::new(-1),
         errno: AtomicI32::new(0),
     };
-    let stack = Stack::new().map_err(|error| Failed {
-        step: Step::Clone,
-        error,
-    })?;
+    // This thread's stack from an earlier spawn, or a new one: the child is done with it
+    // once `clone` returns (CLONE_VFORK), so it is put back for the next spawn.
+    let stack = match STACK.take() {
+        Some(stack) => stack,
+        None => Stack::new().map_err(|error| Failed {
+            step: Step::Clone,
+            error,
+        })?,
+    };
 
     let mut all: MaybeUninit<libc::sigset_t> = MaybeUninit::uninit();
     let mut old: MaybeUninit<libc::sigset_t> = MaybeUninit::uninit();
@@ -178,13 +190,13 @@ pub(crate) fn spawn(exec: Exec<'_>) -> Result<i32, Failed> {
     let clone_error = io::Error::last_os_error();
     // SAFETY: `old` was filled by the pthread_sigmask call above.
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), ptr::null_mut()) };
+    STACK.set(Some(stack));
     if pid == -1 {
         return Err(Failed {
             step: Step::Clone,
             error: clone_error,
         });
     }
-    drop(stack);
     drop(script_argv);
     match context.errno.load(Ordering::Acquire) {
         0 => Ok(pid),
