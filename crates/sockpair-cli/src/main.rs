@@ -166,6 +166,12 @@ impl std::fmt::Display for StdoutClosed {
 
 impl std::error::Error for StdoutClosed {}
 
+/// Says `args` on stderr, one line with its newline; a stderr that cannot take it (closed,
+/// or a full disk) is no reason to fail or panic, so its error is dropped.
+fn warn(args: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{args}");
+}
+
 /// Writes `bytes` to stdout and flushes: a closed pipe is [`StdoutClosed`], any other
 /// failure (`/dev/full`: ENOSPC) an error that says it was stdout.
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
@@ -193,7 +199,7 @@ fn main() -> ExitCode {
     if matches!(cli.command, Command::Run { .. } | Command::Pipe { .. })
         && let Err(err) = descendants::watch()
     {
-        eprintln!("sockpair: watch for signals: {err}");
+        warn(format_args!("sockpair: watch for signals: {err}"));
         return ExitCode::from(FAILURE);
     }
     let result = match cli.command {
@@ -254,8 +260,7 @@ fn report(err: &anyhow::Error) -> ExitCode {
     if err.downcast_ref::<StdoutClosed>().is_some() {
         return ExitCode::SUCCESS;
     }
-    // stderr may be gone too: nothing more can be said then.
-    let _ = writeln!(std::io::stderr(), "sockpair: {err:#}");
+    warn(format_args!("sockpair: {err:#}"));
     ExitCode::from(FAILURE)
 }
 

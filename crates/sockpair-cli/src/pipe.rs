@@ -25,7 +25,9 @@ pub fn pipe(ty: Type, a: &str, b: &str) -> anyhow::Result<ExitCode> {
     let mut failed = None;
     for (label, command, status) in [("A", a, status_a), ("B", b, status_b)] {
         if !status.success() {
-            eprintln!("sockpair: command {label} '{command}' failed: {status}");
+            crate::warn(format_args!(
+                "sockpair: command {label} '{command}' failed: {status}"
+            ));
             failed = failed.or(Some(exit_code(status)));
         }
     }

@@ -833,9 +833,14 @@ fn a_child_that_reads_the_terminal_still_can() {
 
 /// Runs `sockpair args` with stdout writing to `stdout`, stdin empty, stderr captured.
 fn with_stdout(args: &[&str], stdout: Stdio) -> Output {
+    with_stdio(args, stdout, Stdio::piped())
+}
+
+/// Runs `sockpair args` with the given stdout and stderr, stdin empty.
+fn with_stdio(args: &[&str], stdout: Stdio, stderr: Stdio) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sockpair"));
     command.args(args).stdin(Stdio::null()).stdout(stdout);
-    let child = command.stderr(Stdio::piped()).spawn().expect("spawn");
+    let child = command.stderr(stderr).spawn().expect("spawn");
     let (tx, rx) = mpsc::channel();
     let pid = child.id();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
@@ -886,5 +891,23 @@ fn a_closed_stdout_pipe_is_a_quiet_exit() {
         let out = with_stdout(args, Stdio::from(writer));
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}
+
+/// A stderr that cannot take our message (a full disk) is no panic (status 101): the
+/// status says what happened all the same.
+#[test]
+fn a_full_stderr_is_not_a_panic() {
+    for (args, status) in [
+        (&["pipe", "exit 3", "true"][..], 3),
+        (&["run", "--", "/no/such/program"], 2),
+        (&["demo", "--type", "seqpacket"], 0),
+    ] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let out = with_stdio(args, Stdio::piped(), Stdio::from(full));
+        assert_eq!(out.status.code(), Some(status), "{args:?}");
     }
 }

@@ -192,7 +192,9 @@ fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
                 let done = (round * schedule.sizes.len() + s + 1) as f64
                     / (schedule.rounds * schedule.sizes.len()) as f64;
                 let bar = (done * 30.0) as usize;
-                eprint!(
+                // Progress only: a stderr that cannot take it is no error.
+                let _ = write!(
+                    std::io::stderr(),
                     "\rsockpair bench [{}{}] {:>3.0}%",
                     "=".repeat(bar),
                     " ".repeat(30 - bar),
@@ -202,7 +204,7 @@ fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
         }
     }
     if progress {
-        eprintln!();
+        let _ = writeln!(std::io::stderr());
     }
     let mut rows = Vec::with_capacity(cells);
     for (s, &size) in schedule.sizes.iter().enumerate() {
