@@ -1,7 +1,7 @@
 //! Entry points of the fuzz targets in `fuzz/` (feature `fuzz`): each takes any bytes,
 //! drives one of the I/O-free parts of the crate with them, and panics only if that part
 //! breaks its contract. Not a stable API: only for `cargo fuzz` and the corpus replay
-//! that `cargo test` runs (see `docs/reliability.md`).
+//! that `cargo test` runs (the repository's `docs/reliability.md` says what they prove).
 //!
 //! ```
 //! // A length frame of 3 bytes, then one cut short: two reads, then the end.
