@@ -129,3 +129,9 @@ fn descendants(root: Pid) -> BTreeSet<i32> {
     found.retain(|pid| !parent_of.iter().any(|&(p, _, zombie)| p == *pid && zombie));
     found
 }
+
+/// Whether a signal is ending us: what the children report then is its doing, and says
+/// nothing new.
+pub fn stopping() -> bool {
+    SWEEPING.load(Ordering::SeqCst)
+}

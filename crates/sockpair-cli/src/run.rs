@@ -1,6 +1,18 @@
 //! `sockpair run`: a program with one end of a pair at fd N, bridged to our stdio.
+//!
+//! It behaves as the program would in a shell pipeline, the pair in the pipe's place:
+//! - one reader per byte of stdin ([`StdinOwner`]): the relay (the default, the
+//!   program's own stdin is then `/dev/null`), the program (`--stdin child`), or nobody;
+//! - the output ends when the end is done: at EOF on our end, that is once every process
+//!   holding the program's end has closed it (background processes that kept it too, as
+//!   a shell waits for every writer of a pipe), and the program has exited; a datagram
+//!   pair has no EOF, so there the program's exit ends it;
+//! - when our stdout closes (`| head -1`), our end stops reading, so the program's next
+//!   write fails with `EPIPE` (and `SIGPIPE`) as it would on a pipe, and its status is
+//!   ours.
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::io::{self, BufRead, ErrorKind, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::AsFd;
@@ -8,7 +20,7 @@ use std::process::{ExitCode, ExitStatus};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::{Context, anyhow, bail};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags};
 use sockpair::{Channel, Child, Convention, Program, Receiver, Sender, Socket, SpawnOptions, Type};
@@ -22,6 +34,7 @@ pub struct Run {
     pub systemd: bool,
     pub framing: Framing,
     pub node: bool,
+    pub stdin: StdinOwner,
     pub program: OsString,
     pub args: Vec<OsString>,
 }
@@ -29,19 +42,30 @@ pub struct Run {
 /// How `run` cuts its stdin and the socket into messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Framing {
-    /// Bytes as they come.
+    /// Bytes as they come, both ways.
     Raw,
-    /// One line = one message (newline-delimited on a stream).
+    /// One line = one message (newline-delimited on a stream; one record each on
+    /// seqpacket and dgram). An unfinished last line is a line.
     Lines,
-    /// One line = one message, as a 4-byte big-endian length frame on a stream.
+    /// One stdin line = one 4-byte big-endian length frame (Python's
+    /// Connection.send_bytes); one frame = one stdout line.
     Length,
 }
 
-/// Exit status after our stdout was closed under us, as if SIGPIPE had ended us.
-const STDOUT_CLOSED: u8 = 128 + 13;
+/// Who reads sockpair's stdin: never two at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum StdinOwner {
+    /// sockpair sends its stdin to the program's end; the program's stdin is /dev/null.
+    Relay,
+    /// The program reads sockpair's stdin (a terminal, say); nothing comes through the
+    /// pair but EOF.
+    Child,
+    /// Nobody: the program's stdin is /dev/null and the pair carries only EOF.
+    Null,
+}
 
 /// Spawns the program, copies our stdin to the socket and the socket to our stdout, and
-/// returns the child's exit status (128 + the signal if it was killed).
+/// returns the program's exit status (128 + the signal if it was killed).
 pub fn run(run: Run) -> anyhow::Result<ExitCode> {
     let convention = if run.systemd {
         Convention::Systemd
@@ -52,15 +76,19 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
     };
     let mut program = Program::new(&run.program);
     program.args(&run.args);
-    // Errors name the program already. Killing sockpair must not leave the program
-    // behind, nor must an error of ours.
-    let (mut child, socket) = SpawnOptions::new()
+    let mut options = SpawnOptions::new();
+    // Killing sockpair must not leave the program behind, nor must an error of ours.
+    options
         .ty(run.ty)
         .child_fd(run.fd)
         .convention(convention)
         .die_with_parent(true)
-        .kill_on_drop(true)
-        .spawn_program(&program)?;
+        .kill_on_drop(true);
+    if run.stdin != StdinOwner::Child {
+        options.fd(0, File::open("/dev/null").context("open /dev/null")?);
+    }
+    // Errors name the program already.
+    let (mut child, socket) = options.spawn_program(&program)?;
 
     // On seqpacket and dgram pairs, lines and length frames are one record each.
     let framing = match (run.node, run.framing) {
@@ -68,30 +96,53 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
         (false, Framing::Length) => Some(sockpair::Framing::Length),
         (false, Framing::Raw) => None,
     };
-    let copied = match framing {
-        None => {
-            let to_child = socket.try_clone().context("clone the socket")?;
-            let ty = run.ty;
-            // Never joined: if stdin stays open after the child is gone, we exit without it.
-            std::thread::spawn(move || copy_stdin(&to_child, ty));
-            copy_to_stdout(&socket, &mut child)
+    let relay_stdin = run.stdin == StdinOwner::Relay;
+    if !relay_stdin {
+        let _ = socket.shutdown(Shutdown::Write); // EOF for a program that reads its end
+    }
+    // The stdin thread's error (a line Node would not take) ends the run.
+    let (errors, stdin_error) = mpsc::channel();
+    let copied = match (framing, run.ty) {
+        // Lines on a stream are bytes: relayed as they come, so that every line the
+        // program writes comes out whatever the timing, an unfinished last one too.
+        (None, _) | (Some(sockpair::Framing::Lines), Type::STREAM) => {
+            if relay_stdin {
+                let to_child = socket.try_clone().context("clone the socket")?;
+                let (ty, node) = (run.ty, run.node);
+                // Never joined: if stdin stays open after the end is done, we go without it.
+                match framing {
+                    None => std::thread::spawn(move || copy_stdin(&to_child, ty)),
+                    Some(framing) => {
+                        let (sender, _) =
+                            Channel::<Vec<u8>>::with_framing(to_child, framing)?.split();
+                        std::thread::spawn(move || send_lines(sender, node, &errors))
+                    }
+                };
+            }
+            copy_to_stdout(&socket, &mut child, framing.is_some(), &stdin_error)
         }
-        Some(framing) => {
-            let channel: Channel<Vec<u8>> = match run.ty {
+        (Some(framing), ty) => {
+            let channel: Channel<Vec<u8>> = match ty {
                 Type::STREAM => Channel::with_framing(socket, framing)?,
                 _ => Channel::new(socket)?,
             };
             let (to_child, from_child) = channel.split();
-            let (errors, stdin_error) = mpsc::channel();
-            let node = run.node;
-            std::thread::spawn(move || send_lines(to_child, node, &errors));
+            if relay_stdin {
+                let node = run.node;
+                std::thread::spawn(move || send_lines(to_child, node, &errors));
+            } else {
+                drop(to_child); // shuts down writing: EOF for the program
+            }
             copy_messages_to_stdout(from_child, &mut child, &stdin_error)
         }
     };
     // On our way out early, dropping the child kills and reaps it.
     match copied? {
         Copied::All => {}
-        Copied::StdoutClosed => return Ok(ExitCode::from(STDOUT_CLOSED)),
+        // Its next write fails as on a pipe whose reader is gone; its status is ours.
+        Copied::StdoutClosed(socket) => {
+            let _ = socket.shutdown(Shutdown::Read);
+        }
     }
     let status = child.wait().context("wait for the child")?;
     Ok(ExitCode::from(exit_code(status)))
@@ -129,73 +180,113 @@ fn copy_stdin(socket: &Socket, ty: Type) {
     let _ = socket.shutdown(Shutdown::Write);
 }
 
+/// How the copy to stdout ended.
 enum Copied {
-    /// The child closed its end or exited, and everything it sent was written.
+    /// The end is done (EOF; on a datagram pair, the child exited) and everything it
+    /// sent was written.
     All,
-    /// Our stdout was closed (EPIPE).
-    StdoutClosed,
+    /// Our stdout was closed (EPIPE); the socket, to stop reading.
+    StdoutClosed(Socket),
 }
 
-/// The socket to our stdout, until the child closes its end (EOF) or exits (a datagram
-/// pair has no EOF, so the child's exit, seen on a pidfd, ends the copy too). Before
-/// Linux 5.3 (no `pidfd_open`), or with no descriptor free for one, the exit is checked
-/// with `waitpid(WNOHANG)` every tick, as `Child::wait_timeout` does.
-fn copy_to_stdout(socket: &Socket, child: &mut Child) -> anyhow::Result<Copied> {
+/// Writes `bytes` to our stdout and flushes; `Ok(false)` if stdout is a closed pipe.
+fn write_out(stdout: &mut impl Write, bytes: &[&[u8]]) -> anyhow::Result<bool> {
+    let written = bytes
+        .iter()
+        .try_for_each(|part| stdout.write_all(part))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => Ok(true),
+        Err(err) if err.kind() == ErrorKind::BrokenPipe => Ok(false),
+        Err(err) => Err(err).context("write to stdout"),
+    }
+}
+
+/// The socket to our stdout until the end is done: EOF (every holder of the child's end
+/// closed it), or on a datagram pair, which has no EOF, the child's exit (seen on a
+/// pidfd; before Linux 5.3, or with no descriptor free for one, `waitpid(WNOHANG)` every
+/// tick, as `Child::wait_timeout` does). With `lines`, an unfinished last line is ended
+/// with a newline.
+fn copy_to_stdout(
+    socket: &Socket,
+    child: &mut Child,
+    lines: bool,
+    stdin_error: &mpsc::Receiver<anyhow::Error>,
+) -> anyhow::Result<Copied> {
+    let datagram = socket.ty().context("socket type")? == Type::DGRAM;
     let pid = Pid::from_raw(child.id() as i32).context("child pid")?;
-    let pidfd = match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
-        Ok(pidfd) => Some(pidfd),
-        Err(rustix::io::Errno::NOSYS | rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => None,
-        Err(err) => return Err(err).context("pidfd_open"),
+    let pidfd = match datagram {
+        false => None,
+        true => match rustix::process::pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(pidfd) => Some(pidfd),
+            Err(rustix::io::Errno::NOSYS | rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => {
+                None
+            }
+            Err(err) => return Err(err).context("pidfd_open"),
+        },
     };
     let tick = Timespec::try_from(TICK).expect("a tick fits a timespec");
     let mut stdout = io::stdout().lock();
     let mut buf = vec![0; 64 * 1024];
+    let mut last = b'\n';
+    let finish = |stdout: &mut io::StdoutLock<'_>, last: u8| -> anyhow::Result<Copied> {
+        if lines && last != b'\n' && !write_out(stdout, &[b"\n"])? {
+            return Ok(Copied::StdoutClosed(socket.try_clone()?));
+        }
+        Ok(Copied::All)
+    };
     loop {
-        // The pidfd second, if there is one.
         let watched = pidfd.as_ref().map_or(socket.as_fd(), AsFd::as_fd);
         let mut fds = [
             PollFd::new(socket, PollFlags::IN),
             PollFd::new(&watched, PollFlags::IN),
         ];
-        let (polled, timeout) = match pidfd {
-            Some(_) => (&mut fds[..], None),
-            None => (&mut fds[..1], Some(&tick)),
+        // A tick at most, to look at the stdin thread (and without a pidfd, the child).
+        let polled = match (datagram, &pidfd) {
+            (true, Some(_)) => &mut fds[..],
+            _ => &mut fds[..1],
         };
-        match rustix::event::poll(polled, timeout) {
+        match rustix::event::poll(polled, Some(&tick)) {
             Err(rustix::io::Errno::INTR) => continue,
             other => other.context("poll")?,
         };
+        if let Ok(err) = stdin_error.try_recv() {
+            return Err(err);
+        }
         let readable = !polled[0].revents().is_empty();
-        let exited = match polled.get(1) {
-            Some(pidfd) => !pidfd.revents().is_empty(),
-            None => child.try_wait().context("check on the child")?.is_some(),
-        };
+        let exited = datagram
+            && match polled.get(1) {
+                Some(pidfd) => !pidfd.revents().is_empty(),
+                None => child.try_wait().context("check on the child")?.is_some(),
+            };
         if exited {
             // Take what is still queued, then stop.
             socket.set_nonblocking(true).context("drain the socket")?;
         }
-        if readable || exited {
-            loop {
-                match socket.recv(&mut buf) {
-                    Ok(0) if socket_has_eof(socket) => return Ok(Copied::All),
-                    Ok(n) => {
-                        if let Err(err) = stdout.write_all(&buf[..n]).and_then(|()| stdout.flush())
-                        {
-                            if err.kind() == ErrorKind::BrokenPipe {
-                                return Ok(Copied::StdoutClosed);
-                            }
-                            return Err(err).context("write to stdout");
-                        }
-                        if !exited {
-                            break;
-                        }
+        if !readable && !exited {
+            continue;
+        }
+        loop {
+            match socket.recv(&mut buf) {
+                Ok(0) if !datagram => return finish(&mut stdout, last),
+                Ok(n) => {
+                    if !write_out(&mut stdout, &[&buf[..n]])? {
+                        return Ok(Copied::StdoutClosed(socket.try_clone()?));
                     }
-                    Err(err) if err.kind() == ErrorKind::WouldBlock => return Ok(Copied::All),
-                    Err(err) if err.kind() == ErrorKind::Interrupted => continue,
-                    // The child died with data of ours unread: it is gone all the same.
-                    Err(err) if err.kind() == ErrorKind::ConnectionReset => return Ok(Copied::All),
-                    Err(err) => return Err(err).context("read from the child"),
+                    last = buf[n.max(1) - 1];
+                    if !exited {
+                        break;
+                    }
                 }
+                Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                    return finish(&mut stdout, last);
+                }
+                Err(err) if err.kind() == ErrorKind::Interrupted => continue,
+                // The child's side closed with data of ours unread: it is done all the same.
+                Err(err) if err.kind() == ErrorKind::ConnectionReset => {
+                    return finish(&mut stdout, last);
+                }
+                Err(err) => return Err(err).context("read from the child"),
             }
         }
     }
@@ -204,20 +295,17 @@ fn copy_to_stdout(socket: &Socket, child: &mut Child) -> anyhow::Result<Copied> 
 /// Our stdin, one line per message; with `node`, each line must be one JSON value.
 /// Reports a bad line on `errors` and stops (nothing of it is sent); at EOF half-closes.
 fn send_lines(mut channel: Sender<Vec<u8>>, node: bool, errors: &mpsc::Sender<anyhow::Error>) {
+    let report = |err: anyhow::Error| drop(errors.send(err));
     for (index, line) in io::stdin().lock().split(b'\n').enumerate() {
         let line = match line {
             Ok(line) => line,
-            Err(err) => {
-                let _ = errors.send(anyhow!(err).context("read stdin"));
-                return;
-            }
+            Err(err) => return report(anyhow!(err).context("read stdin")),
         };
         if node && let Err(why) = crate::node_line::check(&line) {
-            let _ = errors.send(anyhow!(
+            return report(anyhow!(
                 "stdin line {}: {why}; nothing of it was sent",
                 index + 1
             ));
-            return;
         }
         if channel.send(&line).is_err() {
             return; // the child is gone
@@ -229,34 +317,42 @@ fn send_lines(mut channel: Sender<Vec<u8>>, node: bool, errors: &mpsc::Sender<an
 /// How often the message copy looks at the child and at our stdin thread.
 const TICK: Duration = Duration::from_millis(100);
 
-/// Messages from the child, one per stdout line, until the end of the stream or the
-/// child's exit; stops with the stdin thread's error if it reports one.
+/// Messages from the child, one per stdout line, until the end of the stream (on a
+/// datagram pair, the child's exit); stops with the stdin thread's error if it reports
+/// one. A message that one line cannot carry (it holds a newline) is an error, not
+/// several lines; so is a stream that ends inside a frame.
 fn copy_messages_to_stdout(
     mut channel: Receiver<Vec<u8>>,
     child: &mut Child,
     stdin_error: &mpsc::Receiver<anyhow::Error>,
 ) -> anyhow::Result<Copied> {
+    let datagram = channel.socket().ty().context("socket type")? == Type::DGRAM;
     channel.read_timeout(Some(TICK));
     let mut stdout = io::stdout().lock();
     let mut exited = false;
+    let mut count = 0usize;
     loop {
         if let Ok(err) = stdin_error.try_recv() {
             return Err(err);
         }
         match channel.recv() {
             Ok(Some(message)) => {
-                let written = stdout
-                    .write_all(&message)
-                    .and_then(|()| stdout.write_all(b"\n"));
-                if let Err(err) = written.and_then(|()| stdout.flush()) {
-                    if err.kind() == ErrorKind::BrokenPipe {
-                        return Ok(Copied::StdoutClosed);
-                    }
-                    return Err(err).context("write to stdout");
+                count += 1;
+                if message.contains(&b'\n') {
+                    bail!(
+                        "message {count} from the child holds a newline, which one output line \
+                         cannot carry (--framing raw passes the child's bytes as they are)"
+                    );
+                }
+                if !write_out(&mut stdout, &[&message, b"\n"])? {
+                    return Ok(Copied::StdoutClosed(channel.socket().try_clone()?));
                 }
             }
             Ok(None) => return Ok(Copied::All),
             Err(err) if err.kind() == sockpair::ErrorKind::TimedOut => {
+                if !datagram {
+                    continue; // a stream or seqpacket end is done at its EOF
+                }
                 if exited {
                     return Ok(Copied::All); // gone, and nothing more came within a tick
                 }
@@ -265,15 +361,10 @@ fn copy_messages_to_stdout(
             Err(err) => {
                 let err = io::Error::from(err);
                 if err.kind() == ErrorKind::ConnectionReset {
-                    return Ok(Copied::All);
+                    return Ok(Copied::All); // closed with data of ours unread: done
                 }
                 return Err(err).context("receive from the child");
             }
         }
     }
-}
-
-/// Whether a 0-byte read was the end: on a datagram pair it is an empty datagram.
-fn socket_has_eof(socket: &Socket) -> bool {
-    socket.ty().is_ok_and(|ty| ty != Type::DGRAM)
 }

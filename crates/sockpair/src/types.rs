@@ -45,6 +45,17 @@ macro_rules! raw_newtype {
                 }
             }
         }
+
+        /// In words for people: the constant's name in lower case (`stream`), or the
+        /// raw value of one without a name.
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match *self {
+                    $( $name::$konst => f.write_str(&stringify!($konst).to_ascii_lowercase()), )*
+                    $name(raw) => write!(f, "{} {raw}", stringify!($name).to_ascii_lowercase()),
+                }
+            }
+        }
     };
 }
 
@@ -55,6 +66,8 @@ raw_newtype! {
     /// use sockpair::Domain;
     /// assert_eq!(format!("{:?}", Domain::UNIX), "Domain::UNIX");
     /// assert_eq!(format!("{:?}", Domain::from(99)), "Domain(99)");
+    /// assert_eq!(Domain::UNIX.to_string(), "unix");
+    /// assert_eq!(Domain::from(99).to_string(), "domain 99");
     /// ```
     Domain {
         /// `AF_UNIX` (also called `AF_LOCAL`): the only domain `socketpair(2)` supports

@@ -65,25 +65,25 @@ pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
             ends.echo(Impl::Libc, size)?;
         }
     }
-    let n = control.recv(&mut text)?;
-    if n == 0 {
-        return Ok(std::process::ExitCode::SUCCESS); // the parent gave up
-    }
-    let schedule = Schedule::decode(std::str::from_utf8(&text[..n])?)?;
     let impls = Impl::for_type(ends.raw.ty()?);
-    for _ in 0..schedule.rounds {
-        for (s, &size) in schedule.sizes.iter().enumerate() {
-            for &imp in &impls {
-                for _ in 0..schedule.round_trips[s] {
-                    ends.echo(imp, size)?;
+    // Schedule after schedule, until the parent closes the control socket.
+    loop {
+        let n = control.recv(&mut text)?;
+        if n == 0 {
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        let schedule = Schedule::decode(std::str::from_utf8(&text[..n])?)?;
+        for _ in 0..schedule.rounds {
+            for (s, &size) in schedule.sizes.iter().enumerate() {
+                for &imp in &impls {
+                    for _ in 0..schedule.round_trips[s] {
+                        ends.echo(imp, size)?;
+                    }
+                    ends.sink(imp, size, schedule.burst[s])?;
                 }
-                ends.sink(imp, size, schedule.burst[s])?;
             }
         }
     }
-    // Wait for the parent to finish with us.
-    while control.recv(&mut text)? > 0 {}
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 impl Ends {

@@ -119,17 +119,19 @@ pub fn bench(args: Bench) -> anyhow::Result<ExitCode> {
         true => Some(pin_to_one_cpu().context("pin to one CPU (--no-pin to run without)")?),
         false => None,
     };
-    let conditions = report::Conditions {
-        pinned,
-        duration: args.duration,
-    };
     let mut program = Program::new(std::env::current_exe().context("find our own binary")?);
     program.arg(child::MODE);
     let (mut child, control) = SpawnOptions::new()
         .kill_on_drop(true) // should measuring fail
         .spawn_program(&program)
         .context("start the benchmark's child")?;
+    let began = Instant::now();
     let result = measure(&args, &control);
+    let conditions = report::Conditions {
+        pinned,
+        duration: args.duration,
+        took: began.elapsed().as_secs_f64(),
+    };
     drop(control); // the child exits when the control socket closes
     if child.wait_timeout(Duration::from_secs(10))?.is_none() {
         child.kill()?;
@@ -163,49 +165,42 @@ fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
         .context("hand the child its ends")?;
     drop(child_ends);
 
-    let schedule = calibrate(args, &mut transports)?;
-    control
-        .send(schedule.encode().as_bytes())
-        .context("send the schedule")?;
-
+    // A first round sized from the warm-up, timed; then as many more rounds of the same
+    // size as fill the rest of `--duration` (the schedules the child follows in turn).
+    let began = Instant::now();
+    let first = calibrate(args, &mut transports)?;
     let impls = Impl::for_type(args.ty);
-    let cells = schedule.sizes.len() * impls.len();
-    let mut round_trips = vec![Vec::new(); cells];
-    let mut throughputs = vec![Vec::new(); cells];
+    let cells = first.sizes.len() * impls.len();
+    let mut samples = Samples {
+        round_trips: vec![Vec::new(); cells],
+        throughputs: vec![Vec::new(); cells],
+    };
     let progress = std::io::stderr().is_terminal();
-    for round in 0..schedule.rounds {
-        for (s, &size) in schedule.sizes.iter().enumerate() {
-            transports.set_size(size);
-            for (i, &imp) in impls.iter().enumerate() {
-                let cell = s * impls.len() + i;
-                transports.timed_round_trips(
-                    imp,
-                    schedule.round_trips[s],
-                    &mut round_trips[cell],
-                )?;
-                let start = Instant::now();
-                transports.burst(imp, schedule.burst[s])?;
-                let seconds = start.elapsed().as_secs_f64();
-                throughputs[cell].push((size * schedule.burst[s]) as f64 / seconds);
-            }
-            if progress {
-                let done = (round * schedule.sizes.len() + s + 1) as f64
-                    / (schedule.rounds * schedule.sizes.len()) as f64;
-                let bar = (done * 30.0) as usize;
-                // Progress only: a stderr that cannot take it is no error.
-                let _ = write!(
-                    std::io::stderr(),
-                    "\rsockpair bench [{}{}] {:>3.0}%",
-                    "=".repeat(bar),
-                    " ".repeat(30 - bar),
-                    done * 100.0
-                );
-            }
-        }
-    }
+    let round = Instant::now();
+    run_schedule(control, &mut transports, &first, &impls, &mut samples, None)?;
+    let per_round = round.elapsed().as_secs_f64().max(1e-6);
+    let left = args.duration - began.elapsed().as_secs_f64();
+    let least = if args.duration < 2.0 { 2 } else { 4 };
+    let rest = Schedule {
+        rounds: ((left / per_round).round().max(0.0) as usize).clamp(least, MOST_ROUNDS),
+        ..first.clone()
+    };
+    run_schedule(
+        control,
+        &mut transports,
+        &rest,
+        &impls,
+        &mut samples,
+        progress.then_some(()),
+    )?;
     if progress {
         let _ = writeln!(std::io::stderr());
     }
+    let schedule = rest;
+    let Samples {
+        mut round_trips,
+        mut throughputs,
+    } = samples;
     let mut rows = Vec::with_capacity(cells);
     for (s, &size) in schedule.sizes.iter().enumerate() {
         for (i, &imp) in impls.iter().enumerate() {
@@ -225,6 +220,61 @@ fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// The most rounds one run takes, however short its rounds are.
+const MOST_ROUNDS: usize = 200;
+
+/// What the rounds measured, per (size, transport) cell.
+struct Samples {
+    round_trips: Vec<Vec<u64>>,
+    throughputs: Vec<Vec<f64>>,
+}
+
+/// Sends `schedule` to the child and runs its rounds, adding to `samples`; draws a
+/// progress bar on stderr if `progress`.
+fn run_schedule(
+    control: &Socket,
+    transports: &mut Transports,
+    schedule: &Schedule,
+    impls: &[Impl],
+    samples: &mut Samples,
+    progress: Option<()>,
+) -> anyhow::Result<()> {
+    control
+        .send(schedule.encode().as_bytes())
+        .context("send the schedule")?;
+    for round in 0..schedule.rounds {
+        for (s, &size) in schedule.sizes.iter().enumerate() {
+            transports.set_size(size);
+            for (i, &imp) in impls.iter().enumerate() {
+                let cell = s * impls.len() + i;
+                transports.timed_round_trips(
+                    imp,
+                    schedule.round_trips[s],
+                    &mut samples.round_trips[cell],
+                )?;
+                let start = Instant::now();
+                transports.burst(imp, schedule.burst[s])?;
+                let seconds = start.elapsed().as_secs_f64();
+                samples.throughputs[cell].push((size * schedule.burst[s]) as f64 / seconds);
+            }
+            if progress.is_some() {
+                let done = (round * schedule.sizes.len() + s + 1) as f64
+                    / (schedule.rounds * schedule.sizes.len()) as f64;
+                let bar = (done * 30.0) as usize;
+                // Progress only: a stderr that cannot take it is no error.
+                let _ = write!(
+                    std::io::stderr(),
+                    "\rsockpair bench [{}{}] {:>3.0}%",
+                    "=".repeat(bar),
+                    " ".repeat(30 - bar),
+                    done * 100.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Times a few libc round trips per size (the child echoes them as part of its
 /// warm-up) and sizes each phase so that the whole run takes about `--duration`.
 fn calibrate(args: &Bench, transports: &mut Transports) -> anyhow::Result<Schedule> {
@@ -237,12 +287,14 @@ fn calibrate(args: &Bench, transports: &mut Transports) -> anyhow::Result<Schedu
         }
         estimates.push(start.elapsed().as_secs_f64() / WARM_UP as f64);
     }
-    let rounds = if args.duration < 2.0 { 3 } else { 11 };
+    // Counts for rounds of about a tenth of the run (a fifth, for short runs): the
+    // first round is timed, and the rest of the run sized from it.
+    let rounds = if args.duration < 2.0 { 5 } else { 10 };
     let phases = rounds * args.sizes.len() * Impl::for_type(args.ty).len() * 2;
     let budget = args.duration / phases as f64;
     let count = |estimate: f64, most: usize| ((budget / estimate) as usize).clamp(5, most);
     Ok(Schedule {
-        rounds,
+        rounds: 1,
         sizes: args.sizes.clone(),
         round_trips: estimates.iter().map(|&e| count(e, 200_000)).collect(),
         // A one-way message costs at most about a round trip.

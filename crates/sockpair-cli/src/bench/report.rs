@@ -23,6 +23,8 @@ pub struct Conditions {
     pub pinned: Option<usize>,
     /// The `--duration` asked for, in seconds.
     pub duration: f64,
+    /// How long the measurement really took, in seconds.
+    pub took: f64,
 }
 
 impl Conditions {
@@ -31,12 +33,15 @@ impl Conditions {
             Some(cpu) => format!("parent and child pinned to CPU {cpu}"),
             None => "UNPINNED (--no-pin): small round trips vary with where the scheduler puts the two processes".to_string(),
         };
-        format!("{pinning}; about {} s of measurement", self.duration)
+        format!(
+            "{pinning}; {:.1} s of measurement (--duration {} asked for about {} s)",
+            self.took, self.duration, self.duration
+        )
     }
 }
 
 /// What the two ratio columns mean.
-const LEGEND: &str = "ratios against libc, same size, same run: rtt \"vs libc\" below 1.000x is faster (lower is better); throughput \"vs libc\" above 1.000x is faster (higher is better)";
+const LEGEND: &str = "ratios against libc, same size, same run: rtt \"vs libc\" below 1.000x is faster (lower is better); throughput \"vs libc\" above 1.000x is faster (higher is better). Bursts send one message per call, except tokio-framed's, which is batched (feed each frame, flush once)";
 
 /// The libc row of the same size: the baseline of every ratio.
 fn baseline(rows: &[Row], size: usize) -> &Row {
@@ -249,7 +254,7 @@ pub fn svg(ty: Type, rows: &[Row], conditions: &Conditions) -> String {
         }
         let _ = write!(
             out,
-            r#"<text x="{}" y="{}" text-anchor="middle">message size (bytes)</text>"#,
+            r#"<text x="{}" y="{}" text-anchor="middle">message size (bytes; evenly spaced, not to scale)</text>"#,
             left + width / 2.0 + 20.0,
             height + 26.0
         );
@@ -302,7 +307,7 @@ pub fn svg(ty: Type, rows: &[Row], conditions: &Conditions) -> String {
     }
     let _ = write!(
         out,
-        r##"<text x="20" y="{}" fill="#555555">{}</text><text x="20" y="{}" fill="#555555">round trip: lower is better; throughput: higher is better</text>"##,
+        r##"<text x="20" y="{}" fill="#555555">{}</text><text x="20" y="{}" fill="#555555">round trip: lower is better; throughput: higher is better; tokio-framed's burst is batched (feed + one flush)</text>"##,
         height + 80.0,
         conditions.describe(),
         height + 98.0

@@ -92,3 +92,24 @@ pub fn die_of(signal: libc::c_int) -> ! {
     }
     std::process::exit(128 + signal)
 }
+
+/// Whether descriptor 1 was closed when the process started (`sockpair ... >&-`): std
+/// opens `/dev/null` in its place before `main`, which would make every write to stdout
+/// succeed and vanish. Read before std does that, from `.init_array`.
+static STDOUT_CLOSED_AT_START: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+sockpair::__run_before_main!(note_closed_stdout);
+
+fn note_closed_stdout() {
+    // SAFETY: F_GETFD on a plain number reads its flags and touches no memory; a closed
+    // number gives EBADF, nothing else.
+    if unsafe { libc::fcntl(1, libc::F_GETFD) } == -1 {
+        STDOUT_CLOSED_AT_START.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Whether descriptor 1 was closed when the process started.
+pub fn stdout_closed_at_start() -> bool {
+    STDOUT_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed)
+}

@@ -170,7 +170,11 @@ impl<Tx, Rx> Channel<Tx, Rx> {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "{framing:?} framing needs a stream; a {ty:?} socket keeps one message per record (Channel::new)"
+                    "{} framing needs a stream socket; a {ty} socket keeps one message per record (Channel::new)",
+                    match framing {
+                        Framing::Length => "length",
+                        Framing::Lines => "line",
+                    }
                 ),
             ));
         }

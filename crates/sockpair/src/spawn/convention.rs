@@ -63,7 +63,8 @@ impl Convention {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!(
-                    "Convention::Plain {{ env: {env:?} }}: a variable name must be non-empty and hold neither '=' nor NUL"
+                    "the variable name {env:?} cannot be set: a name must be non-empty and \
+                     hold neither '=' nor NUL"
                 ),
             ));
         }

@@ -383,7 +383,7 @@ impl SpawnOptions {
             if ty != Type::STREAM {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidInput,
-                    format!("Node's IPC channel needs a stream pair, not {ty:?}"),
+                    format!("Node's IPC channel needs a stream pair, not a {ty} pair"),
                 ));
             }
         }
