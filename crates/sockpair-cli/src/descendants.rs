@@ -89,7 +89,7 @@ fn signal_process(pid: i32, signal: Signal) {
 }
 
 /// The living (not zombie) descendants of `root`, from `/proc/*/stat`.
-fn descendants(root: Pid) -> BTreeSet<i32> {
+pub fn descendants(root: Pid) -> BTreeSet<i32> {
     let mut parent_of = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {

@@ -6,7 +6,6 @@
 //! rather than with the `ECONNRESET` of a socket closed with data unread; the other
 //! reads EOF once every process holding the exited command's end has closed it.
 
-use std::net::Shutdown;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitCode, ExitStatus};
 use std::sync::mpsc;
@@ -27,10 +26,17 @@ pub fn pipe(ty: Type, a: &str, b: &str) -> anyhow::Result<ExitCode> {
         }
     }
     let (end_a, end_b) = pair(ty).context("socketpair")?;
-    // Ours, to stop each end taking data when its command exits.
+    // Ours, to stop each end taking data when its command exits; with the inode of the
+    // other end, whose writers write to it.
     let ours = [
-        end_a.try_clone().context("dup")?,
-        end_b.try_clone().context("dup")?,
+        (
+            end_a.try_clone().context("dup")?,
+            crate::run::inode(&end_b)?,
+        ),
+        (
+            end_b.try_clone().context("dup")?,
+            crate::run::inode(&end_a)?,
+        ),
     ];
     // Dropped on an error of ours, a child is killed and reaped.
     let first = start(a, end_a).with_context(|| format!("command A '{a}'"))?;
@@ -51,8 +57,8 @@ pub fn pipe(ty: Type, a: &str, b: &str) -> anyhow::Result<ExitCode> {
         let (index, status) = exited.recv().context("wait for the commands")?;
         statuses[index] =
             Some(status.with_context(|| format!("wait for command {}", label(index)))?);
-        if let Some(end) = ours[index].take() {
-            stop_taking_data(end);
+        if let Some((end, peer)) = ours[index].take() {
+            crate::run::refuse_data(&end, peer);
         }
     }
     let [Some(status_a), Some(status_b)] = statuses else {
@@ -63,7 +69,7 @@ pub fn pipe(ty: Type, a: &str, b: &str) -> anyhow::Result<ExitCode> {
     }
     let mut code = None;
     for (index, command, status) in [(1, b, status_b), (0, a, status_a)] {
-        if status.success() || status.signal() == Some(libc::SIGPIPE) {
+        if status.success() || died_of_sigpipe(status) {
             continue;
         }
         code = code.or(Some(exit_code(status)));
@@ -76,6 +82,13 @@ pub fn pipe(ty: Type, a: &str, b: &str) -> anyhow::Result<ExitCode> {
     Ok(code.map_or(ExitCode::SUCCESS, ExitCode::from))
 }
 
+/// Whether a command ended by `SIGPIPE`, itself or, as the shell that ran it reports
+/// it, with status 128 + 13: a writer whose reader was done, which no shell calls a
+/// failure.
+fn died_of_sigpipe(status: ExitStatus) -> bool {
+    status.signal() == Some(libc::SIGPIPE) || status.code() == Some(128 + libc::SIGPIPE)
+}
+
 fn label(index: usize) -> &'static str {
     ["A", "B"][index]
 }
@@ -86,17 +99,6 @@ fn says(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit status {code}"),
         (None, Some(signal)) => format!("killed by signal {signal}"),
         (None, None) => status.to_string(),
-    }
-}
-
-/// The end of a command that exited: no more data into it (the peer's writes now fail
-/// with `EPIPE`), what it left unread dropped, and our copy closed (with nothing unread,
-/// so the peer is not reset).
-fn stop_taking_data(end: Socket) {
-    let _ = end.shutdown(Shutdown::Read);
-    if end.set_nonblocking(true).is_ok() {
-        let mut buf = [0; 64 * 1024];
-        while matches!(end.recv(&mut buf), Ok(n) if n > 0) {}
     }
 }
 

@@ -88,7 +88,9 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
         options.fd(0, File::open("/dev/null").context("open /dev/null")?);
     }
     // Errors name the program already.
-    let (mut child, socket) = options.spawn_program(&program)?;
+    let (socket, child_end) = sockpair::pair(run.ty).context("socketpair")?;
+    let peer = inode(&child_end)?;
+    let mut child = options.spawn_program_with_end(&program, child_end)?;
 
     // On seqpacket and dgram pairs, lines and length frames are one record each.
     let framing = match (run.node, run.framing) {
@@ -140,12 +142,95 @@ pub fn run(run: Run) -> anyhow::Result<ExitCode> {
     match copied? {
         Copied::All => {}
         // Its next write fails as on a pipe whose reader is gone; its status is ours.
-        Copied::StdoutClosed(socket) => {
-            let _ = socket.shutdown(Shutdown::Read);
-        }
+        Copied::StdoutClosed(socket) => refuse_data(&socket, peer),
     }
     let status = child.wait().context("wait for the child")?;
     Ok(ExitCode::from(exit_code(status)))
+}
+
+/// Makes `end` take no more data, as a pipe whose last reader is gone: a writer to its
+/// peer (the socket with inode `peer`) gets `SIGPIPE`, and `EPIPE` from a write.
+///
+/// A socket is not a pipe here: a writer asleep in the kernel's wait for room when the
+/// end shuts down wakes with a bare `EPIPE` (`yes` would say "Broken pipe" and exit 1),
+/// where a pipe's writer gets `SIGPIPE`. So the shutdown waits until the writers are
+/// either asleep in that wait (the queue full: each of our descendants found there,
+/// `blocked_writers`, gets `SIGPIPE` from us, as the kernel gives a pipe's) or idle
+/// (the queue has not moved for [`SETTLED`] checks), for at most [`MOST_CHECKS`]; an
+/// idle writer's next write then raises `SIGPIPE` itself. What is queued is dropped
+/// after the shutdown, so that closing the end resets nobody (`ECONNRESET`).
+pub fn refuse_data(end: &Socket, peer: u64) {
+    let mut last = None;
+    let mut still = 0;
+    for _ in 0..MOST_CHECKS {
+        let blocked = blocked_writers(peer);
+        for &pid in &blocked {
+            if let Some(pid) = Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::PIPE);
+            }
+        }
+        let queued = rustix::io::ioctl_fionread(end).ok();
+        still = match blocked.is_empty() && queued == last {
+            true => still + 1,
+            false => 0,
+        };
+        if still == SETTLED {
+            break;
+        }
+        last = queued;
+        std::thread::sleep(CHECK_EVERY);
+    }
+    let _ = end.shutdown(Shutdown::Read);
+    if end.set_nonblocking(true).is_ok() {
+        let mut buf = vec![0; 256 * 1024];
+        while matches!(end.recv(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// How often [`refuse_data`] looks at the writers, and how many looks at most.
+const CHECK_EVERY: Duration = Duration::from_millis(2);
+const MOST_CHECKS: usize = 250;
+
+/// How many looks in a row without a change make the writers idle.
+const SETTLED: usize = 3;
+
+/// Our descendants asleep in a write to the socket with inode `peer`: in the kernel's
+/// wait for room (`/proc/PID/wchan`), in a write, writev, sendto or sendmsg
+/// (`/proc/PID/syscall`) on a descriptor that is that socket.
+fn blocked_writers(peer: u64) -> Vec<i32> {
+    let writes = [
+        libc::SYS_write,
+        libc::SYS_writev,
+        libc::SYS_sendto,
+        libc::SYS_sendmsg,
+    ];
+    let me = rustix::process::getpid();
+    let target = format!("socket:[{peer}]");
+    crate::descendants::descendants(me)
+        .into_iter()
+        .filter(|pid| {
+            let proc = format!("/proc/{pid}");
+            let waiting = std::fs::read_to_string(format!("{proc}/wchan"))
+                .is_ok_and(|wchan| wchan.trim() == "sock_alloc_send_pskb");
+            let call = std::fs::read_to_string(format!("{proc}/syscall")).unwrap_or_default();
+            let mut fields = call.split_whitespace();
+            let number = fields.next().and_then(|n| n.parse::<i64>().ok());
+            let fd = fields
+                .next()
+                .and_then(|fd| i64::from_str_radix(fd.trim_start_matches("0x"), 16).ok());
+            waiting
+                && number.is_some_and(|n| writes.contains(&n))
+                && fd.is_some_and(|fd| {
+                    std::fs::read_link(format!("{proc}/fd/{fd}"))
+                        .is_ok_and(|link| link.as_os_str() == target.as_str())
+                })
+        })
+        .collect()
+}
+
+/// The inode of a socket, as `/proc/PID/fd` names it (`socket:[INODE]`).
+pub fn inode(socket: &Socket) -> anyhow::Result<u64> {
+    Ok(rustix::fs::fstat(socket).context("fstat")?.st_ino)
 }
 
 /// The shell's convention: the exit code, or 128 + the signal that killed it.
