@@ -372,7 +372,13 @@ fn check(command: &Command) -> Result<(), clap::Error> {
         && !matches!(ty, SocketType::Stream)
     {
         let ty = sockpair::Type::from(*ty);
-        return Err(Cli::command().error(
+        let mut cli = Cli::command();
+        let mut run = cli
+            .find_subcommand_mut("run")
+            .expect("run is a subcommand")
+            .clone()
+            .bin_name("sockpair run");
+        return Err(run.error(
             clap::error::ErrorKind::ArgumentConflict,
             format!(
                 "--node needs a stream pair (Node's IPC channel is a byte stream), not --type {ty}"

@@ -290,10 +290,38 @@ fn run_refuses_bad_input_with_one_line_and_exit_2() {
         &sockpair(&["run"]),
         "error: the following required arguments were not provided",
     );
-    assert_usage_error(
-        &sockpair(&["run", "--systemd", "--fd", "4", "--", "true"]),
-        "sockpair: spawn 'true': systemd passes descriptors from fd 3, not 4",
+    // Option conflicts are usage errors at parse time, naming both options.
+    assert_clap_error(
+        &sockpair(&["run", "--systemd", "--fd", "5", "--", "true"]),
+        "error: the argument '--systemd' cannot be used with '--fd <N>'",
     );
+    assert_clap_error(
+        &sockpair(&["run", "--systemd", "--env", "FOO", "--", "true"]),
+        "error: the argument '--systemd' cannot be used with '--env <NAME>'",
+    );
+    // Values said in CLI terms: no Rust Debug text, no `-- -3` tip for a negative value.
+    for (args, starts) in [
+        (
+            &["run", "--env", "", "--", "true"][..],
+            "error: invalid value '' for '--env <NAME>': a variable name must be non-empty",
+        ),
+        (
+            &["run", "--env", "A=B", "--", "true"],
+            "error: invalid value 'A=B' for '--env <NAME>'",
+        ),
+        (
+            &["run", "--fd", "-3", "--", "true"],
+            "error: invalid value '-3' for '--fd <N>': -3 is not a descriptor",
+        ),
+    ] {
+        let out = sockpair(args);
+        assert_clap_error(&out, starts);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("Convention::") && !err.contains("-- -3"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -344,11 +372,24 @@ fn pipe_says_which_command_failed() {
     let out = sockpair(&["pipe", "cat", "exit 3"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err, "sockpair: command B 'exit 3' failed: exit status: 3\n");
+    assert_eq!(err, "sockpair: command B 'exit 3' failed: exit status 3\n");
 
+    // Both failed: B's status (the last command's, as bash's pipefail), both said.
     let out = sockpair(&["pipe", "exit 4", "exit 5"]);
-    assert_eq!(out.status.code(), Some(4), "the first failure's status");
-    assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 2);
+    assert_eq!(out.status.code(), Some(5), "the last failure's status");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "sockpair: command B 'exit 5' failed: exit status 5\n\
+         sockpair: command A 'exit 4' failed: exit status 4\n"
+    );
+    let out = sockpair(&["pipe", "exit 4", "true"]);
+    assert_eq!(out.status.code(), Some(4), "A's, when only A failed");
+    let out = sockpair(&["pipe", "kill -9 $$", "true"]);
+    assert_eq!(out.status.code(), Some(137));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "sockpair: command A 'kill -9 $$' failed: killed by signal 9\n"
+    );
 }
 
 #[test]
@@ -473,19 +514,21 @@ fn run_node_refuses_a_bad_line_by_number_and_sends_nothing_of_it() {
 
 #[test]
 fn run_node_needs_a_stream() {
-    assert_usage_error(
-        &sockpair(&[
-            "run",
-            "--node",
-            "--type",
-            "seqpacket",
-            "--",
-            "node",
-            "-e",
-            "",
-        ]),
-        "sockpair: spawn 'node': Node's IPC channel needs a stream pair",
-    );
+    for ty in ["seqpacket", "dgram"] {
+        let out = sockpair(&["run", "--node", "--type", ty, "--", "node", "-e", ""]);
+        assert_clap_error(
+            &out,
+            &format!(
+                "error: --node needs a stream pair (Node's IPC channel is a byte stream), not --type {ty}"
+            ),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("Usage: sockpair run [OPTIONS] -- PROGRAM [ARGS]..."),
+            "{err}"
+        );
+        assert!(!err.contains("Type::"), "{err}");
+    }
     assert_clap_error(
         &sockpair(&["run", "--node", "--framing", "length", "--", "true"]),
         "error: the argument",
@@ -653,9 +696,25 @@ fn bench_refuses_bad_input_before_starting_a_child() {
         &sockpair(&["bench", "--type", "dgram", "--size", "100000"]),
         "sockpair: sizes above 65536 bytes need --type stream",
     );
-    assert_usage_error(
+    assert_clap_error(
         &sockpair(&["bench", "--duration", "0"]),
-        "sockpair: --duration must be",
+        "error: invalid value '0' for '--duration <SECS>': a duration is more than 0",
+    );
+    // A negative number is a value said wrong, not an option (no `-- -1` tip).
+    let out = sockpair(&["bench", "--duration", "-1"]);
+    assert_clap_error(
+        &out,
+        "error: invalid value '-1' for '--duration <SECS>': a duration is more than 0",
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("-- -1"));
+    assert_clap_error(
+        &sockpair(&["bench", "--size", "-64"]),
+        "error: invalid value '-64' for '--size <BYTES>': a message size is 1 to",
+    );
+    // The chart is SVG: a name it would not honour is refused before anything runs.
+    assert_clap_error(
+        &sockpair(&["bench", "--plot", "chart.png"]),
+        "error: invalid value 'chart.png' for '--plot <FILE.svg>': the chart is SVG",
     );
     assert_usage_error(
         &sockpair(&["bench", "--plot", "/no/such/dir/chart.svg"]),
