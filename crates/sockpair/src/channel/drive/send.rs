@@ -1,0 +1,280 @@
+//! The driver's send side: frames out, whole, in order, descriptors on their frame's
+//! first `sendmsg`.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::net::SendFlags;
+
+use super::{Drive, TxCore, io_error};
+use crate::channel::memfd;
+use crate::channel::stream::{StreamTx, TINY};
+use crate::error::{Error, ErrorKind};
+use crate::fds::MAX_FDS_PER_MESSAGE;
+use crate::frame::length;
+use crate::message::EncodeAs;
+#[cfg(feature = "tokio")]
+use crate::socket::Socket;
+use crate::wait::Events;
+
+/// Frames with payloads up to this size are copied into one buffer to be sent.
+const GATHER_BELOW: usize = 512;
+
+/// Sends several messages with as few system calls as possible: on a stream their
+/// frames gathered into one buffer and written together; on records one by one.
+pub(crate) fn send_batch<'m, Tx, M: EncodeAs<Tx> + ?Sized + 'm>(
+    core: &mut TxCore,
+    scratch: &mut Vec<u8>,
+    drive: Drive<'_>,
+    messages: impl IntoIterator<Item = &'m M>,
+) -> Result<(), Error> {
+    let TxCore::Stream(tx) = core else {
+        return messages
+            .into_iter()
+            .try_for_each(|message| send_message(core, scratch, drive, message, &[]));
+    };
+    let mut gather = std::mem::take(&mut tx.gather);
+    gather.clear();
+    let gathered = messages.into_iter().try_for_each(|message| {
+        scratch.clear();
+        let mut header = [0; length::MAX_HEADER];
+        let payload = message.encode_as(scratch)?;
+        for part in tx.parts(payload, &mut header)? {
+            gather.extend_from_slice(part);
+        }
+        Ok(())
+    });
+    let result = gathered.and_then(|()| {
+        flush(tx, drive)?;
+        write_frame(tx, drive, &[&gather], &[])
+    });
+    tx.gather = gather;
+    result
+}
+
+/// Encodes `message` (in `scratch` if it must be) and sends it with `fds`, framed as
+/// `core` says: the send of both shells, the blocking one waiting in `drive`, the async
+/// ones trying once ([`Drive::once`]).
+pub(crate) fn send_message<Tx, M: EncodeAs<Tx> + ?Sized>(
+    core: &mut TxCore,
+    scratch: &mut Vec<u8>,
+    drive: Drive<'_>,
+    message: &M,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(Error::new(
+            ErrorKind::Fds,
+            format!(
+                "{} descriptors in one message; at most {MAX_FDS_PER_MESSAGE}",
+                fds.len()
+            ),
+        ));
+    }
+    scratch.clear();
+    let payload = message.encode_as(scratch)?;
+    match core {
+        TxCore::Stream(tx) => send_frame(tx, drive, payload, fds),
+        TxCore::Records => send_record(drive, payload, fds),
+    }
+}
+
+#[cfg(feature = "tokio")]
+/// The async shells' send: writes what an earlier message left unsent, then what the socket takes of this one
+/// now. `Ok` once the message is committed: all of it written, or its first part, the
+/// rest kept in `core`. `WouldBlock` if nothing of it was written.
+pub(crate) fn commit<Tx, M: EncodeAs<Tx> + ?Sized>(
+    core: &mut TxCore,
+    scratch: &mut Vec<u8>,
+    socket: &Socket,
+    message: &M,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
+    let once = Drive::once(socket);
+    flush_core(core, once)?;
+    match send_message(core, scratch, once, message, fds) {
+        // Only this message's rest can be unsent: the earlier one's was flushed.
+        Err(err) if err.kind() == crate::ErrorKind::WouldBlock && has_unsent(core) => Ok(()),
+        other => other,
+    }
+}
+
+/// Writes what an earlier send left unsent, if anything (a record goes whole or not at
+/// all, so records never leave anything).
+pub(crate) fn flush_core(core: &mut TxCore, drive: Drive<'_>) -> Result<(), Error> {
+    match core {
+        TxCore::Stream(tx) => flush(tx, drive),
+        TxCore::Records => Ok(()),
+    }
+}
+
+/// Whether part of a frame drive to be written before anything else.
+#[cfg(feature = "tokio")]
+pub(crate) fn has_unsent(core: &TxCore) -> bool {
+    match core {
+        TxCore::Stream(tx) => !tx.unsent().is_empty(),
+        TxCore::Records => false,
+    }
+}
+
+/// Sends one frame, after what an earlier one left unsent, if anything.
+fn send_frame(
+    tx: &mut StreamTx,
+    drive: Drive<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
+    if !tx.unsent().is_empty() {
+        flush(tx, drive)?;
+    } else if fds.is_empty() && !drive.limited() {
+        // The most common message of all, on the shortest path: built on the stack and
+        // written with one `send`.
+        let mut frame = [0; TINY + 4];
+        if let Some(len) = tx.tiny(payload, &mut frame) {
+            let frame_only = [IoSlice::new(&frame[..len])];
+            match drive
+                .socket
+                .send_msg(&frame_only, &[], send_flags(drive.never_blocks()))
+            {
+                Ok(n) if n == len => return Ok(()),
+                Ok(n) => {
+                    tx.keep_unsent(&[&frame[n..len]]);
+                    return flush(tx, drive);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {} // retried below
+                Err(err) => return Err(io_error("send", err)),
+            }
+        }
+    }
+    let mut header = [0; length::MAX_HEADER];
+    let parts = tx.parts(payload, &mut header)?;
+    if !fds.is_empty() || payload.len() > GATHER_BELOW {
+        return write_frame(tx, drive, &parts, fds);
+    }
+    // A small frame is cheaper copied into one buffer and sent with a plain `send` than
+    // gathered by `sendmsg`.
+    let mut gather = std::mem::take(&mut tx.gather);
+    gather.clear();
+    for part in parts {
+        gather.extend_from_slice(part);
+    }
+    let result = write_frame(tx, drive, &[&gather], &[]);
+    tx.gather = gather;
+    result
+}
+
+/// Writes what an earlier send left unsent.
+fn flush(tx: &mut StreamTx, drive: Drive<'_>) -> Result<(), Error> {
+    while !tx.unsent().is_empty() {
+        let n = drive
+            .run(Events::OUT, false, |socket, nonblocking| {
+                socket.send_msg(&[IoSlice::new(tx.unsent())], &[], send_flags(nonblocking))
+            })
+            .map_err(|err| io_error("send", err))?;
+        tx.sent_unsent(n);
+    }
+    Ok(())
+}
+
+/// Writes `parts` (one or more whole frames, in at most three parts), `fds` with the
+/// first byte; keeps what is left unsent in `tx` if it stops part way.
+fn write_frame(
+    tx: &mut StreamTx,
+    drive: Drive<'_>,
+    parts: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
+    // At most header, payload and trailer; empty parts are left out, so that a frame in
+    // one part goes out with a plain `send`.
+    let mut storage = [IoSlice::new(&[]); 3];
+    let mut count = 0;
+    for part in parts.iter().filter(|part| !part.is_empty()) {
+        storage[count] = IoSlice::new(part);
+        count += 1;
+    }
+    let mut slices = &mut storage[..count];
+    let mut fds = fds;
+    let mut sent_any = false;
+    while !slices.iter().all(|slice| slice.is_empty()) {
+        match drive.run(Events::OUT, false, |socket, nonblocking| {
+            socket.send_msg(slices, fds, send_flags(nonblocking))
+        }) {
+            Ok(n) => {
+                fds = &[]; // they went with the first byte
+                sent_any |= n > 0;
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Err(err) => {
+                if sent_any {
+                    // The peer is inside a frame: the next send completes it first.
+                    let rest: Vec<&[u8]> = slices.iter().map(|slice| &**slice).collect();
+                    tx.keep_unsent(&rest);
+                }
+                return Err(peer_refused(io_error("send", err), fds));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends one record, or, for a message too large for a record, a sealed memfd in one.
+fn send_record(drive: Drive<'_>, payload: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+    if payload.is_empty() && fds.last().is_some_and(|&fd| memfd::is_sealed(fd)) {
+        return Err(Error::new(
+            ErrorKind::Encode,
+            "an empty message whose last descriptor is a sealed memfd is how a large message \
+             is marked on records; add a byte or put another descriptor last",
+        ));
+    }
+    let sent = drive.run(Events::OUT, false, |socket, nonblocking| {
+        socket.send_msg(&[IoSlice::new(payload)], fds, send_flags(nonblocking))
+    });
+    match sent {
+        // Too large for one record (EMSGSIZE), or for the kernel's allocator (ENOBUFS,
+        // past about 4 MiB whatever the socket buffer).
+        Err(err) if matches!(err.raw_os_error(), Some(libc::EMSGSIZE | libc::ENOBUFS)) => {}
+        other => {
+            return other
+                .map(drop)
+                .map_err(|err| peer_refused(io_error("send", err), fds));
+        }
+    }
+    if fds.len() == MAX_FDS_PER_MESSAGE {
+        return Err(Error::new(
+            ErrorKind::Fds,
+            "a message too large for a record needs one descriptor more than the 253 given",
+        ));
+    }
+    let sealed =
+        memfd::seal(payload).map_err(|err| io_error("seal a large message in a memfd", err))?;
+    let mut all: Vec<BorrowedFd<'_>> = fds.to_vec();
+    all.push(sealed.as_fd());
+    drive
+        .run(Events::OUT, false, |socket, nonblocking| {
+            socket.send_msg(&[], &all, send_flags(nonblocking))
+        })
+        .map(drop)
+        .map_err(|err| peer_refused(io_error("send", err), &all))
+}
+
+fn send_flags(nonblocking: bool) -> SendFlags {
+    match nonblocking {
+        true => SendFlags::DONTWAIT,
+        false => SendFlags::empty(),
+    }
+}
+
+/// The peer refused the descriptors of a message (`EPERM`), if that is what `err` is.
+fn peer_refused(err: Error, fds: &[BorrowedFd<'_>]) -> Error {
+    let eperm = std::error::Error::source(&err)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .is_some_and(|source| source.raw_os_error() == Some(libc::EPERM));
+    if fds.is_empty() || !eperm {
+        return err;
+    }
+    Error::new(
+        ErrorKind::Fds,
+        "the peer does not accept descriptors (SO_PASSRIGHTS is off on its end; a sockpair \
+         channel accepts them after accept_fds(true)); nothing was sent",
+    )
+}
