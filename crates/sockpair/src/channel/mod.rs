@@ -31,7 +31,7 @@ use crate::socket::Socket;
 use crate::types::Type;
 use drive::{RxCore, TxCore};
 pub use receiver::{Messages, Receiver};
-use records::RecordRx;
+use records::{RecordRx, RecordTx};
 pub use sender::Sender;
 use stream::{StreamRx, StreamTx};
 
@@ -150,7 +150,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
                 let accept = accepts(&socket)?;
                 Ok(Self::from_cores(
                     socket,
-                    TxCore::Records,
+                    TxCore::Records(RecordTx::default()),
                     RxCore::Records(RecordRx::new(seqpacket, accept, DEFAULT_MAX_FRAME_LEN)),
                 ))
             }
@@ -214,7 +214,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
     #[cfg(feature = "tokio")]
     pub(crate) fn into_parts(self) -> (Socket, Parts) {
         let Channel { mut tx, mut rx } = self;
-        let core = std::mem::replace(&mut tx.core, TxCore::Records);
+        let core = std::mem::replace(&mut tx.core, TxCore::Records(RecordTx::default()));
         let scratch = std::mem::take(&mut tx.scratch);
         let parts = Parts {
             tx: core,
@@ -298,7 +298,13 @@ impl<Tx, Rx> Channel<Tx, Rx> {
         &self.rx.shared.socket
     }
 
-    /// Writes what a send left unsent, if anything; see [`Sender::flush`].
+    /// How many fed messages are not written yet; see [`Sender::queued`].
+    pub fn queued(&self) -> usize {
+        self.tx.queued()
+    }
+
+    /// Writes what a send left unsent and what [`feed`](Channel::feed) queued; see
+    /// [`Sender::flush`].
     ///
     /// # Errors
     ///
@@ -345,6 +351,28 @@ impl<Tx: Encode, Rx> Channel<Tx, Rx> {
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), Error> {
         self.tx.send_with_fds(message, fds)
+    }
+
+    /// Queues one message for the next [`flush`](Channel::flush); see [`Sender::feed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::feed`].
+    pub fn feed<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error> {
+        self.tx.feed(message)
+    }
+
+    /// Queues one message with descriptors; see [`Sender::feed_with_fds`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Sender::feed_with_fds`].
+    pub fn feed_with_fds<M: EncodeAs<Tx> + ?Sized>(
+        &mut self,
+        message: &M,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), Error> {
+        self.tx.feed_with_fds(message, fds)
     }
 
     /// Sends several messages with as few system calls as possible; see

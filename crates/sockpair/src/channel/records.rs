@@ -3,6 +3,7 @@
 //! message, a message too large, a large message's memfd, or a message with
 //! descriptors.
 
+use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
 use crate::error::{Error, ErrorKind};
@@ -31,6 +32,38 @@ pub(crate) enum Record {
     /// (the receiver checks, then calls [`RecordRx::deliver`]), else an empty message
     /// with them.
     MaybeLarge(Vec<OwnedFd>),
+}
+
+/// The sending side of records: messages fed and not yet sent, one record each.
+#[derive(Debug, Default)]
+pub(crate) struct RecordTx {
+    queued: VecDeque<Vec<u8>>,
+    bytes: usize,
+}
+
+impl RecordTx {
+    /// Queues a copy of `payload`, to be sent as one record with the next flush.
+    pub(crate) fn queue(&mut self, payload: &[u8]) {
+        self.bytes += payload.len();
+        self.queued.push_back(payload.to_vec());
+    }
+
+    /// The next queued message, if any.
+    pub(crate) fn next_queued(&self) -> Option<&[u8]> {
+        self.queued.front().map(Vec::as_slice)
+    }
+
+    /// Notes that the next queued message went out.
+    pub(crate) fn sent_queued(&mut self) {
+        if let Some(sent) = self.queued.pop_front() {
+            self.bytes -= sent.len();
+        }
+    }
+
+    /// How many messages are queued, and how many bytes they hold.
+    pub(crate) fn queued(&self) -> (usize, usize) {
+        (self.queued.len(), self.bytes)
+    }
 }
 
 /// The receiving side of records.

@@ -44,13 +44,20 @@ impl<Tx> Sender<Tx> {
         &self.shared.socket
     }
 
+    /// How many messages [`feed`](Sender::feed) queued that are not written yet.
+    pub fn queued(&self) -> usize {
+        drive::queued_messages(&self.core)
+    }
+
     /// Writes what an earlier send left unsent (after a timeout, or `WouldBlock` on a
-    /// non-blocking socket), within [`write_timeout`](Sender::write_timeout). Does
-    /// nothing if all went out.
+    /// non-blocking socket) and every message [`feed`](Sender::feed) queued, in as few
+    /// system calls as the socket allows, within [`write_timeout`](Sender::write_timeout).
+    /// Does nothing if all went out.
     ///
     /// # Errors
     ///
-    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut), [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) (the rest is still kept), or
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut), [`ErrorKind::WouldBlock`](crate::ErrorKind::WouldBlock) (what was not written is
+    /// still kept, and the message says how many queued messages that is), or
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) with the kernel's error.
     pub fn flush(&mut self) -> Result<(), Error> {
         let drive = Drive::blocking(&self.shared.socket, "write_timeout", self.write_timeout);
@@ -90,6 +97,58 @@ impl<Tx: Encode> Sender<Tx> {
         send_message(&mut self.core, &mut self.scratch, drive, message, fds)
     }
 
+    /// Queues one message, to be written with others by [`flush`](Sender::flush): no
+    /// system call until the queue holds 64 KiB (then this feed writes it) or `flush`
+    /// is called. A burst of small messages fed and flushed once goes out in a few
+    /// writes instead of one per message, as with tokio-util's `Framed` (`feed`, then
+    /// `flush`). On seqpacket and datagram sockets, where each message is a record of
+    /// its own, a feed is a [`send`](Sender::send).
+    ///
+    /// Queued messages are sent in order, before anything sent later. Dropping the
+    /// sender (or its channel) flushes them, as `std::io::BufWriter` does, waiting
+    /// within [`write_timeout`](Sender::write_timeout) and ignoring errors: call `flush`
+    /// to see them.
+    ///
+    /// ```
+    /// use sockpair::{pair, Channel, Type};
+    ///
+    /// let (a, b) = pair(Type::STREAM)?;
+    /// let (mut a, mut b): (Channel<Vec<u8>>, Channel<Vec<u8>>) = (Channel::new(a)?, Channel::new(b)?);
+    /// for i in 0..100u8 {
+    ///     a.feed(&[i; 64])?; // queued, no system call
+    /// }
+    /// assert_eq!(a.queued(), 100);
+    /// a.flush()?; // one write
+    /// assert_eq!(b.recv()?, Some(vec![0; 64]));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Sender::send) (a message that cannot be encoded is not queued), and
+    /// those of [`flush`](Sender::flush) when the queue is written.
+    pub fn feed<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error> {
+        self.feed_with_fds(message, &[])
+    }
+
+    /// Queues one message with descriptors; as [`feed`](Sender::feed), except that a
+    /// message with descriptors is written at once, after what is queued: the
+    /// descriptors go with their own frame's first byte, and holding them in a queue
+    /// would take a `dup` each.
+    ///
+    /// # Errors
+    ///
+    /// As [`send_with_fds`](Sender::send_with_fds).
+    pub fn feed_with_fds<M: EncodeAs<Tx> + ?Sized>(
+        &mut self,
+        message: &M,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), Error> {
+        self.shared.sent_since_read.store(true, Ordering::Relaxed);
+        let drive = Drive::blocking(&self.shared.socket, "write_timeout", self.write_timeout);
+        drive::feed_message(&mut self.core, &mut self.scratch, drive, message, fds)
+    }
+
     /// Sends several messages with as few system calls as possible: on a byte stream
     /// their frames are gathered into one buffer and written together (one `sendmsg`
     /// while the socket has room), which multiplies the message rate for small
@@ -110,6 +169,10 @@ impl<Tx: Encode> Sender<Tx> {
 
 impl<Tx> Drop for Sender<Tx> {
     fn drop(&mut self) {
+        if drive::queued_messages(&self.core) > 0 {
+            // Best effort, as BufWriter: `flush` is the way to see an error.
+            let _ = self.flush();
+        }
         if self.split {
             // Best effort: the peer may be gone already.
             let _ = self.shared.socket.shutdown(std::net::Shutdown::Write);

@@ -162,6 +162,12 @@ pub(crate) struct StreamTx {
     unsent: Vec<u8>,
     /// Frames gathered for one write (batches, small frames).
     pub(crate) gather: Vec<u8>,
+    /// Frames fed and not yet written: whole frames, in order, without descriptors;
+    /// `queued[queued_sent..]` is what is left to write.
+    queued: Vec<u8>,
+    /// The end, in `queued`, of each frame in it.
+    queued_ends: Vec<usize>,
+    queued_sent: usize,
 }
 
 impl StreamTx {
@@ -170,7 +176,55 @@ impl StreamTx {
             framing,
             unsent: Vec::new(),
             gather: Vec::new(),
+            queued: Vec::new(),
+            queued_ends: Vec::new(),
+            queued_sent: 0,
         }
+    }
+
+    /// Appends `payload`'s frame to the queue of frames to write with the next flush.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] for a line that holds a newline; nothing is queued then.
+    pub(crate) fn queue(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let mut header = [0; length::MAX_HEADER];
+        let parts = frame_parts(self.framing, payload, &mut header)?;
+        for part in parts {
+            self.queued.extend_from_slice(part);
+        }
+        self.queued_ends.push(self.queued.len());
+        Ok(())
+    }
+
+    /// What is queued and not yet written.
+    pub(crate) fn queued(&self) -> &[u8] {
+        &self.queued[self.queued_sent..]
+    }
+
+    /// How many queued messages are not yet written whole.
+    pub(crate) fn queued_messages(&self) -> usize {
+        self.queued_ends
+            .iter()
+            .filter(|&&end| end > self.queued_sent)
+            .count()
+    }
+
+    /// Notes that `n` more bytes of the queue went out; forgets it all once it has.
+    pub(crate) fn sent_queued(&mut self, n: usize) {
+        self.queued_sent += n;
+        if self.queued_sent == self.queued.len() {
+            self.queued.clear();
+            self.queued_ends.clear();
+            self.queued_sent = 0;
+        }
+    }
+
+    /// Whether anything (a frame's rest, queued frames) waits to be written before
+    /// anything else.
+    #[inline]
+    pub(crate) fn has_pending(&self) -> bool {
+        !self.unsent.is_empty() || !self.queued.is_empty()
     }
 
     /// Header, payload and trailer of `payload`'s frame.

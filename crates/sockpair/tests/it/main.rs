@@ -5,6 +5,7 @@ mod channel_faults;
 mod child_mode;
 mod cred;
 mod fds;
+mod feed;
 mod fork;
 mod interop;
 mod io;

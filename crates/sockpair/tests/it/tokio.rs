@@ -532,3 +532,80 @@ fn async_typed_channels_send_a_reference_and_receive_the_value() {
         }
     });
 }
+
+/// `SinkExt::send_all` from a `futures` stream, `feed` + `flush` as with tokio-util:
+/// every message arrives, in order, on every socket type.
+#[test]
+fn an_async_sender_is_a_sink() {
+    use futures_util::SinkExt;
+    on_both_runtimes(|| async {
+        for ty in crate::util::TYPES {
+            let (a, b) = pair(ty).unwrap();
+            let (mut tx, _) = AsyncChannel::<Vec<u8>>::new(a).unwrap().split();
+            let reader = std::thread::spawn(move || {
+                let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+                (0..2000u32)
+                    .map(|_| b.recv().unwrap().unwrap())
+                    .collect::<Vec<_>>()
+            });
+            let mut messages =
+                futures_util::stream::iter((0..1000u32).map(|i| Ok(i.to_be_bytes().to_vec())));
+            tx.send_all(&mut messages).await.unwrap();
+            for i in 1000..2000u32 {
+                SinkExt::feed(&mut tx, i.to_be_bytes().to_vec())
+                    .await
+                    .unwrap();
+            }
+            assert_eq!(sockpair::tokio::AsyncSender::queued(&tx), 1000, "{ty:?}");
+            SinkExt::<Vec<u8>>::flush(&mut tx).await.unwrap();
+            let got = reader.join().unwrap();
+            let expected: Vec<Vec<u8>> = (0..2000u32).map(|i| i.to_be_bytes().to_vec()).collect();
+            assert_eq!(got, expected, "{ty:?}");
+        }
+    });
+}
+
+/// A flush cancelled while the peer is full leaves the rest queued; the next flush
+/// writes it, and the peer gets every fed message whole, in order. Dropping an async
+/// sender with messages queued drops them, as documented.
+#[test]
+fn async_feed_and_flush_are_cancel_safe() {
+    on_both_runtimes(|| async {
+        let (a, b) = pair(Type::STREAM).unwrap();
+        let mut tx: AsyncChannel<Vec<u8>> = AsyncChannel::new(a).unwrap();
+        let big = vec![5u8; 50_000];
+        for _ in 0..20 {
+            // Past the high-water mark a feed writes the queue: it may wait, so bound it.
+            let fed = tokio::time::timeout(Duration::from_millis(20), tx.feed(&big)).await;
+            if fed.is_err() {
+                break; // cancelled mid-write: what is not written stays queued
+            }
+        }
+        let queued = tx.queued();
+        assert!(queued > 0);
+        let flushed = tokio::time::timeout(Duration::from_millis(20), tx.flush()).await;
+        assert!(
+            flushed.is_err(),
+            "the peer reads nothing yet: the flush waits"
+        );
+        let reader = std::thread::spawn(move || {
+            let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+            let mut sizes = Vec::new();
+            while let Some(message) = b.recv().unwrap() {
+                sizes.push(message.len());
+            }
+            sizes
+        });
+        tx.flush().await.unwrap();
+        assert_eq!(tx.queued(), 0);
+        let (mut sender, _) = tx.split();
+        sender.feed(b"dropped").await.unwrap();
+        drop(sender); // queued, never flushed: dropped (and writing shut down)
+        let sizes = reader.join().unwrap();
+        assert!(sizes.len() >= queued, "{} < {queued}", sizes.len());
+        assert!(
+            sizes.iter().all(|&size| size == 50_000),
+            "whole, and nothing after"
+        );
+    });
+}

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 mod receive;
 mod send;
 
-use super::records::RecordRx;
+use super::records::{RecordRx, RecordTx};
 use super::stream::{StreamRx, StreamTx};
 use crate::error::{Error, ErrorKind};
 use crate::frame::Framing;
@@ -20,13 +20,13 @@ use crate::socket::Socket;
 use crate::wait::{Events, poll_until};
 pub(crate) use receive::{ends_messages, receive};
 #[cfg(feature = "tokio")]
-pub(crate) use send::{commit, has_unsent};
-pub(crate) use send::{flush_core, send_batch, send_message};
+pub(crate) use send::{HIGH_WATER, commit, has_pending, queue_message, queued_bytes};
+pub(crate) use send::{feed_message, flush_core, queued_messages, send_batch, send_message};
 
 #[derive(Debug)]
 pub(crate) enum TxCore {
     Stream(StreamTx),
-    Records,
+    Records(RecordTx),
 }
 
 #[derive(Debug)]

@@ -8,6 +8,7 @@ use rustix::net::SendFlags;
 
 use super::{Drive, TxCore, io_error};
 use crate::channel::memfd;
+use crate::channel::records::RecordTx;
 use crate::channel::stream::{StreamTx, TINY};
 use crate::error::{Error, ErrorKind};
 use crate::fds::MAX_FDS_PER_MESSAGE;
@@ -75,7 +76,10 @@ pub(crate) fn send_message<Tx, M: EncodeAs<Tx> + ?Sized>(
     let payload = message.encode_as(scratch)?;
     match core {
         TxCore::Stream(tx) => send_frame(tx, drive, payload, fds),
-        TxCore::Records => send_record(drive, payload, fds),
+        TxCore::Records(tx) => {
+            flush_records(tx, drive)?;
+            send_record(drive, payload, fds)
+        }
     }
 }
 
@@ -104,7 +108,38 @@ pub(crate) fn commit<Tx, M: EncodeAs<Tx> + ?Sized>(
 pub(crate) fn flush_core(core: &mut TxCore, drive: Drive<'_>) -> Result<(), Error> {
     match core {
         TxCore::Stream(tx) => flush(tx, drive),
-        TxCore::Records => Ok(()),
+        TxCore::Records(tx) => flush_records(tx, drive),
+    }
+}
+
+/// Sends the queued records, one by one.
+fn flush_records(tx: &mut RecordTx, drive: Drive<'_>) -> Result<(), Error> {
+    while let Some(payload) = tx.next_queued() {
+        if let Err(err) = send_record(drive, payload, &[]) {
+            let (left, _) = tx.queued();
+            return Err(not_written(err, left));
+        }
+        tx.sent_queued();
+    }
+    Ok(())
+}
+
+/// A failed flush, saying how many queued messages it did not write.
+fn not_written(err: Error, left: usize) -> Error {
+    Error::with_source(
+        err.kind(),
+        format!("{err}: {left} queued message(s) not written; they stay queued"),
+        err,
+    )
+}
+
+/// Whether anything waits to be written before anything else: a frame's rest, or
+/// queued messages.
+#[cfg(feature = "tokio")]
+pub(crate) fn has_pending(core: &TxCore) -> bool {
+    match core {
+        TxCore::Stream(tx) => tx.has_pending(),
+        TxCore::Records(tx) => tx.queued().0 > 0,
     }
 }
 
@@ -113,7 +148,7 @@ pub(crate) fn flush_core(core: &mut TxCore, drive: Drive<'_>) -> Result<(), Erro
 pub(crate) fn has_unsent(core: &TxCore) -> bool {
     match core {
         TxCore::Stream(tx) => !tx.unsent().is_empty(),
-        TxCore::Records => false,
+        TxCore::Records(_) => false,
     }
 }
 
@@ -124,7 +159,7 @@ fn send_frame(
     payload: &[u8],
     fds: &[BorrowedFd<'_>],
 ) -> Result<(), Error> {
-    if !tx.unsent().is_empty() {
+    if tx.has_pending() {
         flush(tx, drive)?;
     } else if fds.is_empty() && !drive.limited() {
         // The most common message of all, on the shortest path: built on the stack and
@@ -163,7 +198,13 @@ fn send_frame(
     result
 }
 
-/// Writes what an earlier send left unsent.
+/// Writes what an earlier send left unsent, then the queued frames, in as few writes as
+/// the socket takes.
+///
+/// # Errors
+///
+/// As a send; the message says how many queued messages were not written, and they
+/// stay queued, the first of them from where it stopped.
 fn flush(tx: &mut StreamTx, drive: Drive<'_>) -> Result<(), Error> {
     while !tx.unsent().is_empty() {
         let n = drive
@@ -173,7 +214,82 @@ fn flush(tx: &mut StreamTx, drive: Drive<'_>) -> Result<(), Error> {
             .map_err(|err| io_error("send", err))?;
         tx.sent_unsent(n);
     }
+    while !tx.queued().is_empty() {
+        let sent = drive.run(Events::OUT, false, |socket, nonblocking| {
+            socket.send_msg(&[IoSlice::new(tx.queued())], &[], send_flags(nonblocking))
+        });
+        match sent {
+            Ok(n) => tx.sent_queued(n),
+            Err(err) => return Err(not_written(io_error("flush", err), tx.queued_messages())),
+        }
+    }
     Ok(())
+}
+
+/// How much a stream's queue of fed frames holds before a feed writes it.
+pub(crate) const HIGH_WATER: usize = 64 * 1024;
+
+/// Queues `message` to be written with the next flush, or with this feed once the queue
+/// holds [`HIGH_WATER`] bytes: no system call until then. On a stream the queued frames
+/// go out together, in as few writes as the socket takes; on records one record each.
+/// A message with descriptors is sent at once, after what is queued (descriptors are
+/// never held in a queue: holding them would take a `dup` each).
+pub(crate) fn feed_message<Tx, M: EncodeAs<Tx> + ?Sized>(
+    core: &mut TxCore,
+    scratch: &mut Vec<u8>,
+    drive: Drive<'_>,
+    message: &M,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
+    if !fds.is_empty() {
+        return send_message(core, scratch, drive, message, fds);
+    }
+    if queue_message(core, scratch, message)? {
+        flush_core(core, drive)?;
+    }
+    Ok(())
+}
+
+/// Queues `message` (no system call); `true` once the queue holds [`HIGH_WATER`]
+/// bytes or more, to be flushed.
+///
+/// # Errors
+///
+/// [`ErrorKind::Encode`] if it cannot be encoded: nothing is queued.
+pub(crate) fn queue_message<Tx, M: EncodeAs<Tx> + ?Sized>(
+    core: &mut TxCore,
+    scratch: &mut Vec<u8>,
+    message: &M,
+) -> Result<bool, Error> {
+    scratch.clear();
+    let payload = message.encode_as(scratch)?;
+    Ok(match core {
+        TxCore::Stream(tx) => {
+            tx.queue(payload)?;
+            tx.queued().len() >= HIGH_WATER
+        }
+        TxCore::Records(tx) => {
+            tx.queue(payload);
+            tx.queued().1 >= HIGH_WATER
+        }
+    })
+}
+
+/// How many bytes fed messages hold in the queue.
+#[cfg(feature = "tokio")]
+pub(crate) fn queued_bytes(core: &TxCore) -> usize {
+    match core {
+        TxCore::Stream(tx) => tx.queued().len(),
+        TxCore::Records(tx) => tx.queued().1,
+    }
+}
+
+/// How many fed messages wait in the queue.
+pub(crate) fn queued_messages(core: &TxCore) -> usize {
+    match core {
+        TxCore::Stream(tx) => tx.queued_messages(),
+        TxCore::Records(tx) => tx.queued().0,
+    }
 }
 
 /// Writes `parts` (one or more whole frames, in at most three parts), `fds` with the

@@ -127,7 +127,7 @@ impl<Tx, Rx> AsyncChannel<Tx, Rx> {
     pub fn into_blocking(self) -> Channel<Tx, Rx> {
         let AsyncChannel { mut tx, rx } = self;
         let parts = Parts {
-            tx: std::mem::replace(&mut tx.core, TxCore::Records),
+            tx: std::mem::replace(&mut tx.core, TxCore::Records(Default::default())),
             rx: rx.core,
             scratch: std::mem::take(&mut tx.scratch),
         };
@@ -174,7 +174,13 @@ impl<Tx, Rx> AsyncChannel<Tx, Rx> {
         self.rx.socket()
     }
 
-    /// Writes what a cancelled send left unsent, if anything; see [`AsyncSender::flush`].
+    /// How many fed messages are not written yet; see [`AsyncSender::queued`].
+    pub fn queued(&self) -> usize {
+        self.tx.queued()
+    }
+
+    /// Writes what a cancelled send left unsent and what [`feed`](AsyncChannel::feed)
+    /// queued; see [`AsyncSender::flush`].
     ///
     /// # Errors
     ///
@@ -194,6 +200,29 @@ impl<Tx, Rx> AsyncChannel<Tx, Rx> {
 }
 
 impl<Tx: Encode, Rx> AsyncChannel<Tx, Rx> {
+    /// Queues one message for the next [`flush`](AsyncChannel::flush); see
+    /// [`AsyncSender::feed`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncSender::feed`].
+    pub async fn feed<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error> {
+        self.tx.feed(message).await
+    }
+
+    /// Queues one message with descriptors; see [`AsyncSender::feed_with_fds`].
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncSender::feed_with_fds`].
+    pub async fn feed_with_fds<M: EncodeAs<Tx> + ?Sized>(
+        &mut self,
+        message: &M,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), Error> {
+        self.tx.feed_with_fds(message, fds).await
+    }
+
     /// Sends one message; see [`AsyncSender::send`].
     ///
     /// # Errors

@@ -4,12 +4,17 @@ use std::fmt;
 use std::future::poll_fn;
 use std::marker::PhantomData;
 use std::os::fd::BorrowedFd;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
+use futures_sink::Sink;
 use tokio::io::Interest;
 
-use crate::channel::drive::{Drive, TxCore, commit, flush_core, has_unsent};
+use crate::channel::drive::{
+    Drive, HIGH_WATER, TxCore, commit, flush_core, has_pending, queue_message, queued_bytes,
+    queued_messages,
+};
 use crate::error::Error;
 use crate::message::{Encode, EncodeAs};
 use crate::socket::Socket;
@@ -28,8 +33,9 @@ pub struct AsyncSender<Tx> {
 
 impl<Tx> AsyncSender<Tx> {
     /// Writes what a cancelled send (or a [`try_send`](AsyncSender::try_send)) left
-    /// unsent, descriptors included; at once if nothing is. Cancel safe: dropped, the
-    /// rest stays for the next send or flush.
+    /// unsent, descriptors included, and every message [`feed`](AsyncSender::feed)
+    /// queued, in as few writes as the socket takes; at once if nothing waits. Cancel
+    /// safe: dropped, what is not written stays for the next send or flush.
     ///
     /// # Errors
     ///
@@ -57,8 +63,13 @@ impl<Tx> AsyncSender<Tx> {
         self.socket.get_ref()
     }
 
+    /// How many messages [`feed`](AsyncSender::feed) queued that are not written yet.
+    pub fn queued(&self) -> usize {
+        queued_messages(&self.core)
+    }
+
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        if !has_unsent(&self.core) {
+        if !has_pending(&self.core) {
             return Poll::Ready(Ok(()));
         }
         let core = &mut self.core;
@@ -100,6 +111,44 @@ impl<Tx: Encode> AsyncSender<Tx> {
         self.flush().await
     }
 
+    /// Queues one message for the next [`flush`](AsyncSender::flush), as
+    /// [`Sender::feed`](crate::Sender::feed): no system call until the queue holds
+    /// 64 KiB, when this feed waits for it to be written. Cancel safe: once the future
+    /// is polled the message is queued, whole; dropped while it writes the full queue,
+    /// what is not written stays queued.
+    ///
+    /// Dropping an `AsyncSender` with queued messages drops them (a destructor cannot
+    /// wait on the runtime): [`flush`](AsyncSender::flush) first, as with a `Sink`'s
+    /// `close`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](AsyncSender::send) (a message that cannot be encoded is not queued).
+    pub async fn feed<M: EncodeAs<Tx> + ?Sized>(&mut self, message: &M) -> Result<(), Error> {
+        self.feed_with_fds(message, &[]).await
+    }
+
+    /// Queues one message with descriptors; as [`feed`](AsyncSender::feed), except that
+    /// a message with descriptors is sent at once, after what is queued, as
+    /// [`send_with_fds`](AsyncSender::send_with_fds).
+    ///
+    /// # Errors
+    ///
+    /// As [`send_with_fds`](AsyncSender::send_with_fds).
+    pub async fn feed_with_fds<M: EncodeAs<Tx> + ?Sized>(
+        &mut self,
+        message: &M,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), Error> {
+        if !fds.is_empty() {
+            return self.send_with_fds(message, fds).await;
+        }
+        if queue_message(&mut self.core, &mut self.scratch, message)? {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
     /// Commits one message without waiting: writes what the socket takes of it now,
     /// descriptors with the first byte, and keeps the rest for the next send or
     /// [`flush`](AsyncSender::flush), which you then owe the peer. Call after
@@ -127,6 +176,45 @@ impl<Tx: Encode> AsyncSender<Tx> {
         let (core, scratch) = (&mut self.core, &mut self.scratch);
         self.socket
             .try_write(|socket| commit(core, scratch, socket, message, fds))
+    }
+}
+
+/// `feed`, `send` and `send_all` of `futures`' `SinkExt`, for the owned messages a
+/// channel can send (`Vec<u8>` or `String` for `AsyncSender<Vec<u8>>`/`<String>`, a `T`
+/// or `Json(T)` for `AsyncSender<Json<T>>`, ...). An item is queued by `start_send`, as
+/// [`feed`](AsyncSender::feed) does, and written by `poll_flush`; `poll_ready` writes
+/// the queue first once it holds 64 KiB. Cancel safety is that of `feed` and `flush`:
+/// an item taken is queued whole, and a flush dropped half way leaves the rest queued.
+/// `poll_close` flushes, then shuts down writing (`shutdown(SHUT_WR)`).
+impl<Tx, M> Sink<M> for AsyncSender<Tx>
+where
+    Tx: Encode,
+    M: EncodeAs<Tx>,
+{
+    type Error = Error;
+
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        match queued_bytes(&this.core) >= HIGH_WATER {
+            true => this.poll_flush(cx),
+            false => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn start_send(self: Pin<&mut Self>, item: M) -> Result<(), Error> {
+        let this = self.get_mut();
+        queue_message(&mut this.core, &mut this.scratch, &item).map(drop)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.get_mut().poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let this = self.get_mut();
+        ready!(this.poll_flush(cx))?;
+        let _ = this.socket.shutdown(std::net::Shutdown::Write);
+        Poll::Ready(Ok(()))
     }
 }
 
