@@ -115,10 +115,13 @@ enum Command {
     /// child: sockpair's Socket and Channel beside raw libc calls on a socketpair and a
     /// pair of pipes, interleaved in one run, with ratios against libc.
     ///
-    /// Rows: libc (raw send/recv, the baseline), socket (sockpair's Socket), channel
-    /// (Channel, one frame per send), async-channel (AsyncChannel on tokio),
-    /// tokio-framed (tokio-util's Framed; its burst is batched: feed each frame, flush
-    /// once), pipe (a pair of pipes; stream only).
+    /// Rows: libc (raw send/recv: the baseline of the ratios, headerless and
+    /// descriptor-blind, a floor), libc-framed (the channel's frames by hand with
+    /// sendmsg/recvmsg and room for descriptors: the limit), socket (sockpair's Socket),
+    /// channel (Channel), channel-unbatched (the same, its burst one send per message),
+    /// async-channel (AsyncChannel on tokio), tokio-framed (tokio-util's Framed), pipe (a
+    /// pair of pipes). The bursts of channel, async-channel and tokio-framed are batched:
+    /// feed each message, flush once.
     Bench {
         /// The socket type of the pairs.
         #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = SocketType::Stream)]

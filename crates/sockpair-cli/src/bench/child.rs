@@ -12,7 +12,7 @@ use std::os::fd::OwnedFd;
 use anyhow::{Context, bail};
 use sockpair::{Channel, Socket, Type};
 
-use super::transport::Impl;
+use super::transport::{Impl, framed_recv, framed_send};
 use super::{Schedule, WARM_UP};
 
 /// The hidden subcommand that starts the child.
@@ -108,7 +108,11 @@ impl Ends {
                 let n = self.raw.recv(buf)?;
                 self.raw.send(&buf[..n])?;
             }
-            Impl::Channel | Impl::AsyncChannel | Impl::TokioFramed => {
+            Impl::LibcFramed => {
+                framed_recv(&self.raw, self.stream, buf)?;
+                framed_send(&self.raw, self.stream, buf)?;
+            }
+            Impl::Channel | Impl::ChannelUnbatched | Impl::AsyncChannel | Impl::TokioFramed => {
                 let channel = self.channel_of(imp);
                 let message = channel.recv()?.context("the parent closed the channel")?;
                 channel.send(&message)?;
@@ -136,7 +140,13 @@ impl Ends {
                 }
                 self.raw.send(b"k")?;
             }
-            Impl::Channel | Impl::AsyncChannel | Impl::TokioFramed => {
+            Impl::LibcFramed => {
+                for _ in 0..count {
+                    framed_recv(&self.raw, self.stream, buf)?;
+                }
+                self.raw.send(b"k")?;
+            }
+            Impl::Channel | Impl::ChannelUnbatched | Impl::AsyncChannel | Impl::TokioFramed => {
                 let channel = self.channel_of(imp);
                 for _ in 0..count {
                     channel.recv()?.context("the parent closed the channel")?;

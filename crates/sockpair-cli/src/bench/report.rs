@@ -41,7 +41,7 @@ impl Conditions {
 }
 
 /// What the two ratio columns mean.
-const LEGEND: &str = "ratios against libc, same size, same run: rtt \"vs libc\" below 1.000x is faster (lower is better); throughput \"vs libc\" above 1.000x is faster (higher is better). Bursts send one message per call, except tokio-framed's, which is batched (feed each frame, flush once)";
+const LEGEND: &str = "ratios against libc, same size, same run: rtt \"vs libc\" below 1.000x is faster (lower is better); throughput \"vs libc\" above 1.000x is faster (higher is better). Bursts are batched (feed each message, flush once) for channel, async-channel and tokio-framed, one message per call for the others (channel-unbatched: send per message); libc is headerless and descriptor-blind (a floor), libc-framed writes and reads the channel's frames by hand with room for descriptors (the limit)";
 
 /// The libc row of the same size: the baseline of every ratio.
 fn baseline(rows: &[Row], size: usize) -> &Row {
@@ -103,6 +103,7 @@ pub fn json(ty: Type, rows: &[Row]) -> String {
                 "rtt_ns_p50": row.rtt_ns_p50,
                 "rtt_ns_p99": row.rtt_ns_p99,
                 "throughput_bytes_per_s": row.throughput.round() as u64,
+                "burst_batched": row.imp.batched(),
             })
         })
         .collect();
@@ -114,10 +115,12 @@ type Panel = (&'static str, fn(&Row) -> f64);
 
 /// One style per implementation, in [`Impl::ALL`]'s order: colour, dash pattern and
 /// marker differ, so that lines that overlap (libc and socket often do) stay apart.
-const STYLES: [(&str, &str, Marker); 6] = [
+const STYLES: [(&str, &str, Marker); 8] = [
     ("#444444", "", Marker::Circle),
+    ("#8c564b", "4,2", Marker::Circle),
     ("#1f77b4", "6,3", Marker::Square),
     ("#d62728", "2,2", Marker::Triangle),
+    ("#e377c2", "5,2,1,2", Marker::Triangle),
     ("#9467bd", "8,3,2,3", Marker::Diamond),
     ("#ff7f0e", "1,3", Marker::Cross),
     ("#2ca02c", "10,4", Marker::Plus),
@@ -307,7 +310,7 @@ pub fn svg(ty: Type, rows: &[Row], conditions: &Conditions) -> String {
     }
     let _ = write!(
         out,
-        r##"<text x="20" y="{}" fill="#555555">{}</text><text x="20" y="{}" fill="#555555">round trip: lower is better; throughput: higher is better; tokio-framed's burst is batched (feed + one flush)</text>"##,
+        r##"<text x="20" y="{}" fill="#555555">{}</text><text x="20" y="{}" fill="#555555">round trip: lower is better; throughput: higher is better; batched bursts (feed + one flush): channel, async-channel, tokio-framed</text>"##,
         height + 80.0,
         conditions.describe(),
         height + 98.0

@@ -17,13 +17,22 @@ use crate::sys;
 /// What is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Impl {
-    /// Raw `send`/`recv` through libc on a socketpair: the baseline.
+    /// Raw `send`/`recv` through libc on a socketpair: the baseline (no header, no
+    /// room for descriptors: less work than a channel does, a floor).
     Libc,
+    /// The channel's frames by hand: a 4-byte big-endian length and the payload in one
+    /// `sendmsg`, read with `recvmsg` with room for descriptors (on records, no header):
+    /// the limit a framed, descriptor-carrying channel can reach.
+    LibcFramed,
     /// sockpair's `Socket::send`/`recv`.
     Socket,
-    /// sockpair's `Channel<Vec<u8>>`, with its framing.
+    /// sockpair's `Channel<Vec<u8>>`, with its framing; its burst is batched (`feed`
+    /// each message, `flush` once).
     Channel,
-    /// sockpair's `AsyncChannel<Vec<u8>>` on a current-thread tokio runtime.
+    /// The same channel, its burst one `send` per message.
+    ChannelUnbatched,
+    /// sockpair's `AsyncChannel<Vec<u8>>` on a current-thread tokio runtime; its burst
+    /// is batched (`feed` each message, `flush` once).
     AsyncChannel,
     /// tokio's `UnixStream` in tokio-util's `Framed<_, LengthDelimitedCodec>` (the same
     /// 4-byte big-endian frames): the best a tokio user has without sockpair. Streams
@@ -35,10 +44,12 @@ pub enum Impl {
 
 impl Impl {
     /// In the order measured and reported; the first is the baseline.
-    pub const ALL: [Impl; 6] = [
+    pub const ALL: [Impl; 8] = [
         Impl::Libc,
+        Impl::LibcFramed,
         Impl::Socket,
         Impl::Channel,
+        Impl::ChannelUnbatched,
         Impl::AsyncChannel,
         Impl::TokioFramed,
         Impl::Pipe,
@@ -52,12 +63,19 @@ impl Impl {
             .collect()
     }
 
+    /// Whether its burst is batched: many messages queued, one flush.
+    pub fn batched(self) -> bool {
+        matches!(self, Impl::Channel | Impl::AsyncChannel | Impl::TokioFramed)
+    }
+
     /// The name in the table and the JSON.
     pub fn name(self) -> &'static str {
         match self {
             Impl::Libc => "libc",
+            Impl::LibcFramed => "libc-framed",
             Impl::Socket => "socket",
             Impl::Channel => "channel",
+            Impl::ChannelUnbatched => "channel-unbatched",
             Impl::AsyncChannel => "async-channel",
             Impl::TokioFramed => "tokio-framed",
             Impl::Pipe => "pipe",
@@ -205,6 +223,10 @@ impl Transports {
                 sys::send(&self.raw, message)?;
                 sys::recv(&self.raw, reply)?;
             }
+            (Impl::LibcFramed, stream) => {
+                framed_send(&self.raw, stream, message)?;
+                framed_recv(&self.raw, stream, reply)?;
+            }
             (Impl::Socket, true) => {
                 (&self.raw).write_all(message)?;
                 (&self.raw).read_exact(reply)?;
@@ -213,7 +235,7 @@ impl Transports {
                 self.raw.send(message)?;
                 self.raw.recv(reply)?;
             }
-            (Impl::Channel, _) => {
+            (Impl::Channel | Impl::ChannelUnbatched, _) => {
                 self.channel.send(&self.message)?;
                 self.channel
                     .recv()?
@@ -247,6 +269,12 @@ impl Transports {
                 }
                 libc_recv_exact(&self.raw, &mut ack)?;
             }
+            Impl::LibcFramed => {
+                for _ in 0..count {
+                    framed_send(&self.raw, stream, message)?;
+                }
+                libc_recv_exact(&self.raw, &mut ack)?;
+            }
             Impl::Socket => {
                 for _ in 0..count {
                     if stream {
@@ -258,6 +286,16 @@ impl Transports {
                 (&self.raw).read_exact(&mut ack)?;
             }
             Impl::Channel => {
+                // `feed` then one `flush`, as tokio-framed's burst.
+                for _ in 0..count {
+                    self.channel.feed(&self.message)?;
+                }
+                self.channel.flush()?;
+                self.channel
+                    .recv()?
+                    .context("the child closed its channel")?;
+            }
+            Impl::ChannelUnbatched => {
                 for _ in 0..count {
                     self.channel.send(&self.message)?;
                 }
@@ -269,8 +307,9 @@ impl Transports {
                 let channel = &mut self.async_channel;
                 self.runtime.block_on(async {
                     for _ in 0..count {
-                        channel.send(message).await?;
+                        channel.feed(message).await?;
                     }
+                    channel.flush().await?;
                     channel
                         .recv()
                         .await?
@@ -318,6 +357,50 @@ pub fn libc_recv_exact(socket: &Socket, mut buf: &mut [u8]) -> anyhow::Result<()
             bail!("the child closed its end");
         }
         buf = &mut buf[n..];
+    }
+    Ok(())
+}
+
+/// One frame written by hand: on a stream, the 4-byte big-endian length and the payload
+/// in one `sendmsg` (the rest with `send` if the socket took part of it); on records,
+/// the payload alone.
+pub fn framed_send(socket: &Socket, stream: bool, payload: &[u8]) -> anyhow::Result<()> {
+    if !stream {
+        sys::sendmsg(socket, &[], payload)?;
+        return Ok(());
+    }
+    let header = (payload.len() as u32).to_be_bytes();
+    let sent = sys::sendmsg(socket, &header, payload)?;
+    if sent < header.len() {
+        libc_send_all(socket, &header[sent..])?;
+        libc_send_all(socket, payload)?;
+    } else {
+        libc_send_all(socket, &payload[sent - header.len()..])?;
+    }
+    Ok(())
+}
+
+/// One frame of `payload.len()` bytes read by hand: header and payload with one
+/// `recvmsg` with room for descriptors, more while the frame is not whole (on records,
+/// the record alone).
+pub fn framed_recv(socket: &Socket, stream: bool, payload: &mut [u8]) -> anyhow::Result<()> {
+    if !stream {
+        sys::recvmsg(socket, &mut [], payload)?;
+        return Ok(());
+    }
+    let mut header = [0; 4];
+    let (mut got_header, mut got) = (0, 0);
+    while got_header < 4 || got < payload.len() {
+        let n = sys::recvmsg(socket, &mut header[got_header..], &mut payload[got..])?;
+        if n == 0 {
+            bail!("the child closed its end");
+        }
+        let into_header = n.min(4 - got_header);
+        got_header += into_header;
+        got += n - into_header;
+    }
+    if u32::from_be_bytes(header) as usize != payload.len() {
+        bail!("a frame of another length came");
     }
     Ok(())
 }

@@ -113,3 +113,65 @@ fn note_closed_stdout() {
 pub fn stdout_closed_at_start() -> bool {
     STDOUT_CLOSED_AT_START.load(std::sync::atomic::Ordering::Relaxed)
 }
+
+/// Control space for a `recvmsg` with room for descriptors: `CMSG_SPACE(253 fds)`.
+const CONTROL: usize = (16 + 253 * 4usize).div_ceil(8) * 8;
+
+/// One `sendmsg(fd, [header, payload], MSG_NOSIGNAL)`: a frame written by hand, as the
+/// `libc-framed` row does (an empty `header` on records).
+pub fn sendmsg(fd: impl AsFd, header: &[u8], payload: &[u8]) -> io::Result<usize> {
+    let mut iov = [
+        libc::iovec {
+            iov_base: header.as_ptr().cast_mut().cast(),
+            iov_len: header.len(),
+        },
+        libc::iovec {
+            iov_base: payload.as_ptr().cast_mut().cast(),
+            iov_len: payload.len(),
+        },
+    ];
+    // SAFETY: an all-zero msghdr is valid (no name, no iovec, no control).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: `msg` points to two iovecs over buffers valid for reads of their lengths
+    // during the call (sendmsg only reads them); the fd is borrowed.
+    let n = unsafe { libc::sendmsg(fd.as_fd().as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// One `recvmsg(fd, [header, payload], MSG_CMSG_CLOEXEC)` with room for descriptors,
+/// as a hand-written framed reader makes it (it closes any descriptor that came).
+pub fn recvmsg(fd: impl AsFd, header: &mut [u8], payload: &mut [u8]) -> io::Result<usize> {
+    let mut iov = [
+        libc::iovec {
+            iov_base: header.as_mut_ptr().cast(),
+            iov_len: header.len(),
+        },
+        libc::iovec {
+            iov_base: payload.as_mut_ptr().cast(),
+            iov_len: payload.len(),
+        },
+    ];
+    let mut control = [0u64; CONTROL / 8];
+    // SAFETY: an all-zero msghdr is valid (no name, no iovec, no control).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = CONTROL as _;
+    // SAFETY: `msg` points to two iovecs over buffers valid for writes of their lengths
+    // and to `CONTROL` bytes of `control`; the fd is borrowed.
+    let n = unsafe { libc::recvmsg(fd.as_fd().as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if msg.msg_controllen > 0 {
+        return Err(io::Error::other("the benchmark sends no descriptors"));
+    }
+    Ok(n as usize)
+}

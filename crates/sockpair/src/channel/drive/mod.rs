@@ -20,7 +20,9 @@ use crate::socket::Socket;
 use crate::wait::{Events, poll_until};
 pub(crate) use receive::{ends_messages, receive};
 #[cfg(feature = "tokio")]
-pub(crate) use send::{HIGH_WATER, commit, has_pending, queue_message, queued_bytes};
+pub(crate) use send::{
+    HIGH_WATER, QUEUE_BELOW, Writing, commit, has_pending, queue_message, queued_bytes,
+};
 pub(crate) use send::{feed_message, flush_core, queued_messages, send_batch, send_message};
 
 #[derive(Debug)]

@@ -63,17 +63,19 @@ pub(crate) fn send_message<Tx, M: EncodeAs<Tx> + ?Sized>(
     message: &M,
     fds: &[BorrowedFd<'_>],
 ) -> Result<(), Error> {
-    if fds.len() > MAX_FDS_PER_MESSAGE {
-        return Err(Error::new(
-            ErrorKind::Fds,
-            format!(
-                "{} descriptors in one message; at most {MAX_FDS_PER_MESSAGE}",
-                fds.len()
-            ),
-        ));
-    }
+    check_fds(fds)?;
     scratch.clear();
     let payload = message.encode_as(scratch)?;
+    send_payload(core, drive, payload, fds)
+}
+
+/// Sends an encoded message, after whatever waits to go first.
+fn send_payload(
+    core: &mut TxCore,
+    drive: Drive<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Error> {
     match core {
         TxCore::Stream(tx) => send_frame(tx, drive, payload, fds),
         TxCore::Records(tx) => {
@@ -82,6 +84,11 @@ pub(crate) fn send_message<Tx, M: EncodeAs<Tx> + ?Sized>(
         }
     }
 }
+
+/// Messages from this size on are not copied into the queue by a feed: what is queued
+/// is written, then the message from where it is (a copy would cost more than the
+/// system call it saves).
+pub(crate) const QUEUE_BELOW: usize = 32 * 1024;
 
 #[cfg(feature = "tokio")]
 /// The async shells' send: writes what an earlier message left unsent, then what the socket takes of this one
@@ -101,6 +108,106 @@ pub(crate) fn commit<Tx, M: EncodeAs<Tx> + ?Sized>(
         Err(err) if err.kind() == crate::ErrorKind::WouldBlock && has_unsent(core) => Ok(()),
         other => other,
     }
+}
+
+/// A frame an async send writes from the caller's buffer while its future lives: only
+/// if it is dropped with part of the frame written is the rest copied, kept for the next
+/// send or flush (the peer must never see half a frame followed by another).
+#[cfg(feature = "tokio")]
+pub(crate) struct Writing<'a> {
+    tx: &'a mut StreamTx,
+    parts: [&'a [u8]; 3],
+    fds: &'a [BorrowedFd<'a>],
+    sent: usize,
+    total: usize,
+}
+
+#[cfg(feature = "tokio")]
+impl<'a> Writing<'a> {
+    /// A frame of `payload` for `tx`, nothing of it written yet.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Encode`] for a line with a newline; [`ErrorKind::Fds`] for too many
+    /// descriptors.
+    pub(crate) fn start(
+        tx: &'a mut StreamTx,
+        payload: &'a [u8],
+        header: &'a mut [u8; length::MAX_HEADER],
+        fds: &'a [BorrowedFd<'a>],
+    ) -> Result<Writing<'a>, Error> {
+        check_fds(fds)?;
+        let parts = tx.parts(payload, header)?;
+        let total = parts.iter().map(|part| part.len()).sum();
+        Ok(Writing {
+            tx,
+            parts,
+            fds,
+            sent: 0,
+            total,
+        })
+    }
+
+    /// Whether the whole frame went out.
+    pub(crate) fn done(&self) -> bool {
+        self.sent == self.total
+    }
+
+    /// Writes what the socket takes now, descriptors with the first byte.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::WouldBlock`] if it took nothing; otherwise as a send.
+    pub(crate) fn write_some(&mut self, socket: &Socket) -> Result<(), Error> {
+        let mut storage = [IoSlice::new(&[]); 3];
+        let mut count = 0;
+        let mut skip = self.sent;
+        for part in self.parts {
+            let here = skip.min(part.len());
+            skip -= here;
+            if part.len() > here {
+                storage[count] = IoSlice::new(&part[here..]);
+                count += 1;
+            }
+        }
+        let fds = if self.sent == 0 { self.fds } else { &[] };
+        let n = socket
+            .send_msg(&storage[..count], fds, send_flags(true))
+            .map_err(|err| peer_refused(io_error("send", err), fds))?;
+        self.sent += n;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if self.sent == 0 || self.done() {
+            return; // nothing of it went out, or all of it
+        }
+        let mut skip = self.sent;
+        let mut rest: [&[u8]; 3] = [&[]; 3];
+        for (i, part) in self.parts.iter().enumerate() {
+            let here = skip.min(part.len());
+            skip -= here;
+            rest[i] = &part[here..];
+        }
+        self.tx.keep_unsent(&rest);
+    }
+}
+
+/// Refuses more descriptors than one message carries.
+fn check_fds(fds: &[BorrowedFd<'_>]) -> Result<(), Error> {
+    if fds.len() > MAX_FDS_PER_MESSAGE {
+        return Err(Error::new(
+            ErrorKind::Fds,
+            format!(
+                "{} descriptors in one message; at most {MAX_FDS_PER_MESSAGE}",
+                fds.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Writes what an earlier send left unsent, if anything (a record goes whole or not at
@@ -244,25 +351,42 @@ pub(crate) fn feed_message<Tx, M: EncodeAs<Tx> + ?Sized>(
     if !fds.is_empty() {
         return send_message(core, scratch, drive, message, fds);
     }
-    if queue_message(core, scratch, message)? {
+    scratch.clear();
+    let payload = message.encode_as(scratch)?;
+    if payload.len() >= QUEUE_BELOW {
+        flush_core(core, drive)?;
+        return send_payload(core, drive, payload, &[]);
+    }
+    if queue_payload(core, payload)? {
         flush_core(core, drive)?;
     }
     Ok(())
 }
 
-/// Queues `message` (no system call); `true` once the queue holds [`HIGH_WATER`]
-/// bytes or more, to be flushed.
+/// Queues `message` (no system call) if it is shorter than `below` bytes (`None`, and
+/// nothing queued, if not); `Some(true)` once the queue holds [`HIGH_WATER`] bytes or
+/// more, to be flushed.
 ///
 /// # Errors
 ///
 /// [`ErrorKind::Encode`] if it cannot be encoded: nothing is queued.
+#[cfg(feature = "tokio")]
 pub(crate) fn queue_message<Tx, M: EncodeAs<Tx> + ?Sized>(
     core: &mut TxCore,
     scratch: &mut Vec<u8>,
     message: &M,
-) -> Result<bool, Error> {
+    below: usize,
+) -> Result<Option<bool>, Error> {
     scratch.clear();
     let payload = message.encode_as(scratch)?;
+    if payload.len() >= below {
+        return Ok(None);
+    }
+    queue_payload(core, payload).map(Some)
+}
+
+/// Queues an encoded message; `true` once the queue holds [`HIGH_WATER`] bytes.
+fn queue_payload(core: &mut TxCore, payload: &[u8]) -> Result<bool, Error> {
     Ok(match core {
         TxCore::Stream(tx) => {
             tx.queue(payload)?;

@@ -12,10 +12,11 @@ use futures_sink::Sink;
 use tokio::io::Interest;
 
 use crate::channel::drive::{
-    Drive, HIGH_WATER, TxCore, commit, flush_core, has_pending, queue_message, queued_bytes,
-    queued_messages,
+    Drive, HIGH_WATER, QUEUE_BELOW, TxCore, Writing, commit, flush_core, has_pending,
+    queue_message, queued_bytes, queued_messages,
 };
 use crate::error::Error;
+use crate::frame::length;
 use crate::message::{Encode, EncodeAs};
 use crate::socket::Socket;
 use crate::tokio::socket::AsyncSocket;
@@ -101,14 +102,32 @@ impl<Tx: Encode> AsyncSender<Tx> {
         message: &M,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), Error> {
-        let (core, scratch) = (&mut self.core, &mut self.scratch);
-        poll_fn(|cx| {
-            self.socket.poll_io(cx, Interest::WRITABLE, |socket| {
-                commit(core, scratch, socket, message, fds)
+        // What waits (a cancelled send's rest, queued messages) goes first.
+        self.flush().await?;
+        let TxCore::Stream(tx) = &mut self.core else {
+            // A record goes whole or not at all: nothing to keep.
+            let (core, scratch) = (&mut self.core, &mut self.scratch);
+            return poll_fn(|cx| {
+                self.socket.poll_io(cx, Interest::WRITABLE, |socket| {
+                    commit(core, scratch, socket, message, fds)
+                })
             })
+            .await;
+        };
+        // On a stream the frame is written from where it is while this future lives;
+        // dropped part way, its rest is kept (see `Writing`).
+        self.scratch.clear();
+        let payload = message.encode_as(&mut self.scratch)?;
+        let mut header = [0; length::MAX_HEADER];
+        let mut writing = Writing::start(tx, payload, &mut header, fds)?;
+        let socket = &self.socket;
+        poll_fn(|cx| {
+            while !writing.done() {
+                ready!(socket.poll_io(cx, Interest::WRITABLE, |s| writing.write_some(s)))?;
+            }
+            Poll::Ready(Ok(()))
         })
-        .await?;
-        self.flush().await
+        .await
     }
 
     /// Queues one message for the next [`flush`](AsyncSender::flush), as
@@ -143,10 +162,11 @@ impl<Tx: Encode> AsyncSender<Tx> {
         if !fds.is_empty() {
             return self.send_with_fds(message, fds).await;
         }
-        if queue_message(&mut self.core, &mut self.scratch, message)? {
-            self.flush().await?;
+        match queue_message(&mut self.core, &mut self.scratch, message, QUEUE_BELOW)? {
+            None => self.send(message).await, // large: written from where it is
+            Some(true) => self.flush().await,
+            Some(false) => Ok(()),
         }
-        Ok(())
     }
 
     /// Commits one message without waiting: writes what the socket takes of it now,
@@ -203,7 +223,7 @@ where
 
     fn start_send(self: Pin<&mut Self>, item: M) -> Result<(), Error> {
         let this = self.get_mut();
-        queue_message(&mut this.core, &mut this.scratch, &item).map(drop)
+        queue_message(&mut this.core, &mut this.scratch, &item, usize::MAX).map(drop)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
