@@ -415,6 +415,32 @@ impl<Tx, Rx: Receive> Channel<Tx, Rx> {
     }
 }
 
+impl<Tx> Channel<Tx, Vec<u8>> {
+    /// Receives one message into `buf`, with no allocation in a steady stream; see
+    /// [`Receiver::recv_into`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`].
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<bool, Error> {
+        self.rx.recv_into(buf)
+    }
+
+    /// Receives one message into `buf`, and its descriptors; see
+    /// [`Receiver::recv_into_with_fds`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::recv`].
+    pub fn recv_into_with_fds(
+        &mut self,
+        buf: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<bool, Error> {
+        self.rx.recv_into_with_fds(buf, fds)
+    }
+}
+
 /// Whether `socket` takes descriptors: its `SO_PASSRIGHTS`, or yes where the kernel has
 /// none (before Linux 6.16).
 fn accepts(socket: &Socket) -> io::Result<bool> {

@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Shared;
-use super::drive::{Drive, RxCore, ends_messages, receive};
+use super::drive::{Drive, RxCore, ends_messages, receive, receive_with};
 use crate::error::Error;
-use crate::frame::Framing;
+use crate::frame::{Framing, Payload};
 use crate::message::Receive;
 use crate::socket::Socket;
 
@@ -130,6 +130,77 @@ impl<Rx: Receive> Receiver<Rx> {
             receiver: self,
             done: false,
         }
+    }
+}
+
+impl Receiver<Vec<u8>> {
+    /// Receives one message into `buf`, replacing what it held: `Ok(true)`, or
+    /// `Ok(false)` at a clean end of stream. The buffer is the caller's to keep: hand
+    /// the same one back with each call, and a steady stream of messages allocates
+    /// nothing (a large or predicted message is read into a buffer of its own, which
+    /// `buf` becomes; the buffer it held goes to the channel for a message to come).
+    ///
+    /// ```
+    /// use sockpair::{pair, Channel, Type};
+    ///
+    /// let (a, b) = pair(Type::STREAM)?;
+    /// let (mut a, mut b): (Channel<Vec<u8>>, Channel<Vec<u8>>) = (Channel::new(a)?, Channel::new(b)?);
+    /// let mut buf = Vec::new();
+    /// for i in 0..3u8 {
+    ///     a.send(&[i; 4096])?;
+    ///     assert!(b.recv_into(&mut buf)?);
+    ///     assert_eq!(buf, [i; 4096]);
+    /// }
+    /// drop(a);
+    /// assert!(!b.recv_into(&mut buf)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Receiver::recv); `buf` is left as it was.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>) -> Result<bool, Error> {
+        self.recv_into_with_fds(buf, &mut Vec::new())
+    }
+
+    /// [`recv_into`](Receiver::recv_into), appending the descriptors that came with the
+    /// message to `fds`.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Receiver::recv).
+    pub fn recv_into_with_fds(
+        &mut self,
+        buf: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<bool, Error> {
+        let drive = Drive::blocking(&self.shared.socket, "read_timeout", self.read_timeout);
+        let sent = &self.shared.sent_since_read;
+        let poll_first = sent.load(Ordering::Relaxed);
+        if poll_first {
+            sent.store(false, Ordering::Relaxed);
+        }
+        let mut old = None;
+        let got = receive_with(
+            &mut self.core,
+            poll_first,
+            drive,
+            fds,
+            &mut |payload, lent| {
+                match payload {
+                    Payload::Lent(range) => {
+                        buf.clear();
+                        buf.extend_from_slice(&lent[range]);
+                    }
+                    Payload::Own(own) => old = Some(std::mem::replace(buf, own)),
+                }
+                Ok(())
+            },
+        )?;
+        if let Some(old) = old {
+            self.core.recycle(old);
+        }
+        Ok(got.is_some())
     }
 }
 

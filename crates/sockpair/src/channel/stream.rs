@@ -124,6 +124,11 @@ impl StreamRx {
         Ok(())
     }
 
+    /// Takes back a payload buffer the caller is done with (see `Decoder::recycle`).
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
+        self.decoder.recycle(buf);
+    }
+
     /// The buffer that [`Payload::Lent`] ranges point into.
     pub(crate) fn buffer(&self) -> &[u8] {
         self.decoder.buffer()

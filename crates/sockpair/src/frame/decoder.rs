@@ -9,6 +9,9 @@ use super::{
 };
 use crate::error::{Error, ErrorKind};
 
+/// How many handed-back payload buffers a decoder keeps.
+const SPARE_BUFFERS: usize = 32;
+
 /// A large payload being read into its own buffer, which grows as its bytes arrive (to
 /// at most `total`, so it ends at its exact size).
 #[derive(Debug)]
@@ -78,6 +81,9 @@ pub(crate) struct Decoder {
     /// Frames that a predicted read brought whole, to hand out first.
     pub(super) ready: VecDeque<Frame>,
     pub(super) broken: bool,
+    /// Payload buffers handed back by the caller (`recv_into`), for the next predicted
+    /// frames: a steady stream of them allocates nothing.
+    pub(super) spare: Vec<Vec<u8>>,
 }
 
 impl Decoder {
@@ -100,6 +106,15 @@ impl Decoder {
             batch: 1,
             ready: VecDeque::new(),
             broken: false,
+            spare: Vec::new(),
+        }
+    }
+
+    /// Takes back a payload buffer the caller is done with, for a frame to come.
+    pub(crate) fn recycle(&mut self, mut buf: Vec<u8>) {
+        if buf.capacity() > 0 && self.spare.len() < SPARE_BUFFERS {
+            buf.clear();
+            self.spare.push(buf);
         }
     }
 

@@ -105,9 +105,15 @@ impl Decoder {
             self.slots.resize_with(count, Slot::default);
         }
         let len = self.predicted;
+        let spare = &mut self.spare;
         let ok = self.slots[..count].iter_mut().all(|slot| {
             slot.head.clear();
             slot.payload.clear();
+            if slot.payload.capacity() < len
+                && let Some(at) = spare.iter().position(|buf| buf.capacity() >= len)
+            {
+                slot.payload = spare.swap_remove(at);
+            }
             slot.head.try_reserve(4).is_ok() && slot.payload.try_reserve(len).is_ok()
         });
         if !ok {

@@ -211,3 +211,74 @@ fn python_reads_a_coalesced_burst() {
         assert!(child.wait().unwrap().success());
     });
 }
+
+/// Counts this thread's allocations, to show a steady stream received with `recv_into`
+/// allocates nothing.
+pub mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::cell::Cell;
+
+    thread_local! {
+        static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    /// The system allocator, counting per thread.
+    pub struct Counting;
+
+    // SAFETY: every call is passed on to the system allocator unchanged; the counter is
+    // a const-initialised thread-local without destructor, which allocates nothing.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
+            let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+            // SAFETY: the caller's contract, passed on.
+            unsafe { System.realloc(ptr, layout, size) }
+        }
+    }
+
+    /// This thread's allocations so far.
+    pub fn allocations() -> u64 {
+        ALLOCATIONS.with(Cell::get)
+    }
+}
+
+#[test]
+fn a_steady_stream_received_into_one_buffer_allocates_nothing() {
+    watchdog(|| {
+        for size in [64, 4096, 65536] {
+            let (a, b) = pair(Type::STREAM).unwrap();
+            let mut tx: Channel<Vec<u8>> = Channel::new(a).unwrap();
+            let mut rx: Channel<Vec<u8>> = Channel::new(b).unwrap();
+            let sender = std::thread::spawn(move || {
+                for i in 0..2000usize {
+                    tx.send(&vec![(i % 256) as u8; size]).unwrap();
+                }
+            });
+            let mut buf = Vec::new();
+            for i in 0..200usize {
+                assert!(rx.recv_into(&mut buf).unwrap());
+                assert_eq!(buf, vec![(i % 256) as u8; size]);
+            }
+            let before = counting::allocations();
+            for i in 200..2000usize {
+                assert!(rx.recv_into(&mut buf).unwrap());
+                assert_eq!(buf.len(), size);
+                assert_eq!(buf[0], (i % 256) as u8);
+            }
+            let allocated = counting::allocations() - before;
+            assert_eq!(
+                allocated, 0,
+                "{size}-byte messages: {allocated} allocations in 1800"
+            );
+            sender.join().unwrap();
+        }
+    });
+}

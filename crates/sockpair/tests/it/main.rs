@@ -19,3 +19,6 @@ mod worker;
 
 #[cfg(feature = "worker")]
 sockpair::worker::init_before_main!();
+
+#[global_allocator]
+static ALLOCATOR: feed::counting::Counting = feed::counting::Counting;

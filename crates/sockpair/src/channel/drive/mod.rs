@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind};
 use crate::frame::Framing;
 use crate::socket::Socket;
 use crate::wait::{Events, poll_until};
-pub(crate) use receive::{ends_messages, receive};
+pub(crate) use receive::{ends_messages, receive, receive_with};
 #[cfg(feature = "tokio")]
 pub(crate) use send::{
     HIGH_WATER, QUEUE_BELOW, Writing, commit, has_pending, queue_message, queued_bytes,
@@ -65,6 +65,14 @@ impl RxCore {
             RxCore::Records(rx) => rx.set_accept(accept),
         }
         Ok(())
+    }
+
+    /// Takes back a payload buffer the caller is done with, for a message to come (on a
+    /// stream; records read into one buffer anyway).
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
+        if let RxCore::Stream(rx) = self {
+            rx.recycle(buf);
+        }
     }
 
     /// The framing of a stream; `None` on records.

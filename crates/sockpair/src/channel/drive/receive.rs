@@ -22,25 +22,38 @@ pub(crate) fn receive<Rx: Receive>(
     drive: Drive<'_>,
     fds: &mut Vec<OwnedFd>,
 ) -> Result<Option<Rx::Value>, Error> {
+    receive_with(core, poll_first, drive, fds, &mut decode::<Rx>)
+}
+
+/// [`receive`], handing the message's payload to `take`: lent from the receive buffer
+/// (the second argument) or a buffer of its own.
+pub(crate) fn receive_with<T>(
+    core: &mut RxCore,
+    poll_first: bool,
+    drive: Drive<'_>,
+    fds: &mut Vec<OwnedFd>,
+    take: &mut impl FnMut(Payload, &[u8]) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
     match core {
-        RxCore::Stream(rx) => recv_frame::<Rx>(rx, poll_first, drive, fds),
-        RxCore::Records(rx) => recv_record::<Rx>(rx, drive, fds),
+        RxCore::Stream(rx) => recv_frame(rx, poll_first, drive, fds, take),
+        RxCore::Records(rx) => recv_record(rx, drive, fds, take),
     }
 }
 
 /// Receives one frame from a stream, reading until one is whole.
-fn recv_frame<Rx: Receive>(
+fn recv_frame<T>(
     rx: &mut StreamRx,
     mut poll_first: bool,
     drive: Drive<'_>,
     fds: &mut Vec<OwnedFd>,
-) -> Result<Option<Rx::Value>, Error> {
+    take: &mut impl FnMut(Payload, &[u8]) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
     loop {
         if let Some(frame) = rx.next()? {
             if !frame.fds.is_empty() {
                 fds.extend(frame.fds);
             }
-            return decode::<Rx>(frame.payload, rx.buffer()).map(Some);
+            return take(frame.payload, rx.buffer()).map(Some);
         }
         let mut arrived = Vec::new();
         rx.prepare_read()?;
@@ -59,13 +72,14 @@ fn recv_frame<Rx: Receive>(
 }
 
 /// Receives one record, and the message it carries (a large one from its memfd).
-fn recv_record<Rx: Receive>(
+fn recv_record<T>(
     rx: &mut RecordRx,
     drive: Drive<'_>,
     fds: &mut Vec<OwnedFd>,
-) -> Result<Option<Rx::Value>, Error> {
+    take: &mut impl FnMut(Payload, &[u8]) -> Result<T, Error>,
+) -> Result<Option<T>, Error> {
     if let Some(payload) = rx.held() {
-        return decode::<Rx>(payload, rx.lent()).map(Some);
+        return take(payload, rx.lent()).map(Some);
     }
     let mut arrived = Vec::new();
     let buffer = rx.buffer()?;
@@ -92,7 +106,7 @@ fn recv_record<Rx: Receive>(
     if !got.is_empty() {
         fds.extend(got);
     }
-    decode::<Rx>(payload, rx.lent()).map(Some)
+    take(payload, rx.lent()).map(Some)
 }
 
 /// Whether an error of a receive ends a stream of messages: the channel is unusable, or
