@@ -137,8 +137,9 @@ impl Receiver<Vec<u8>> {
     /// Receives one message into `buf`, replacing what it held: `Ok(true)`, or
     /// `Ok(false)` at a clean end of stream. The buffer is the caller's to keep: hand
     /// the same one back with each call, and a steady stream of messages allocates
-    /// nothing (a large or predicted message is read into a buffer of its own, which
-    /// `buf` becomes; the buffer it held goes to the channel for a message to come).
+    /// nothing per message (a large or predicted message is read into a buffer of its
+    /// own, which `buf` becomes; the buffer it held goes to the channel for a message to
+    /// come; a few allocations happen when the pattern of reads changes).
     ///
     /// ```
     /// use sockpair::{pair, Channel, Type};
