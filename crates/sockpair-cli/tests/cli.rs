@@ -577,11 +577,13 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
         .skip(1)
         .filter(|line| !line.starts_with('#'))
         .collect();
-    assert_eq!(rows.len(), 12, "{table}");
+    assert_eq!(rows.len(), 16, "{table}");
     let impls = [
         "libc",
+        "libc-framed",
         "socket",
         "channel",
+        "channel-unbatched",
         "async-channel",
         "tokio-framed",
         "pipe",
@@ -621,7 +623,7 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
         .collect();
-    assert_eq!(dashes.len(), 6, "{dashes:?}");
+    assert_eq!(dashes.len(), 8, "{dashes:?}");
     assert!(svg.contains("pinned to CPU") && svg.contains("lower is better"));
     for imp in impls {
         assert!(
@@ -646,7 +648,7 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("one JSON array");
     assert_eq!(
         rows.len(),
-        5,
+        7,
         "no tokio-framed row: tokio's UnixStream is a stream"
     );
     let impls: Vec<&str> = rows
@@ -655,7 +657,15 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
         .collect();
     assert_eq!(
         impls,
-        ["libc", "socket", "channel", "async-channel", "pipe"]
+        [
+            "libc",
+            "libc-framed",
+            "socket",
+            "channel",
+            "channel-unbatched",
+            "async-channel",
+            "pipe"
+        ]
     );
     for row in &rows {
         assert_eq!(row["type"], "seqpacket");
@@ -664,6 +674,8 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
         let p99 = row["rtt_ns_p99"].as_u64().unwrap();
         assert!(p50 > 0 && p99 >= p50, "{row}");
         assert!(row["throughput_bytes_per_s"].as_u64().unwrap() > 0, "{row}");
+        let batched = ["channel", "async-channel"].contains(&row["impl"].as_str().unwrap());
+        assert_eq!(row["burst_batched"], batched, "{row}");
     }
     assert!(!bench_children_alive());
 
