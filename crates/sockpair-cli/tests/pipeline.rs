@@ -382,7 +382,10 @@ fn bench_says_what_it_measured() {
         "{table}"
     );
     assert!(
-        table.contains("tokio-framed's, which is batched"),
+        table.contains(
+            "Bursts are batched (feed each message, flush once) for channel, async-channel \
+             and tokio-framed"
+        ),
         "{table}"
     );
     let svg = std::fs::read_to_string(&chart).unwrap();
