@@ -29,6 +29,8 @@ struct Ends {
     pipe_in: PipeReader,
     pipe_out: PipeWriter,
     buf: Vec<u8>,
+    /// A channel's received message, a buffer handed back with each receive.
+    received: Vec<u8>,
 }
 
 /// Runs the child until the parent closes the control socket.
@@ -59,6 +61,7 @@ pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
         pipe_in: PipeReader::from(pipe_in),
         pipe_out: PipeWriter::from(pipe_out),
         buf: vec![0; sizes.iter().max().copied().unwrap_or(1).max(1)],
+        received: Vec::new(),
     };
     for &size in &sizes {
         for _ in 0..WARM_UP {
@@ -113,9 +116,13 @@ impl Ends {
                 framed_send(&self.raw, self.stream, buf)?;
             }
             Impl::Channel | Impl::ChannelUnbatched | Impl::AsyncChannel | Impl::TokioFramed => {
+                let mut received = std::mem::take(&mut self.received);
                 let channel = self.channel_of(imp);
-                let message = channel.recv()?.context("the parent closed the channel")?;
-                channel.send(&message)?;
+                if !channel.recv_into(&mut received)? {
+                    bail!("the parent closed the channel");
+                }
+                channel.send(&received)?;
+                self.received = received;
             }
             Impl::Pipe => {
                 self.pipe_in.read_exact(buf)?;
@@ -147,11 +154,15 @@ impl Ends {
                 self.raw.send(b"k")?;
             }
             Impl::Channel | Impl::ChannelUnbatched | Impl::AsyncChannel | Impl::TokioFramed => {
+                let mut received = std::mem::take(&mut self.received);
                 let channel = self.channel_of(imp);
                 for _ in 0..count {
-                    channel.recv()?.context("the parent closed the channel")?;
+                    if !channel.recv_into(&mut received)? {
+                        bail!("the parent closed the channel");
+                    }
                 }
                 channel.send(&b"k".to_vec())?;
+                self.received = received;
             }
             Impl::Pipe => {
                 for _ in 0..count {

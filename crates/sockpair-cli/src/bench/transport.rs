@@ -98,6 +98,8 @@ pub struct Transports {
     /// The message as tokio-util sends it.
     bytes: Bytes,
     reply: Vec<u8>,
+    /// The channel's received message, a buffer handed back with each receive.
+    received: Vec<u8>,
 }
 
 impl Transports {
@@ -139,6 +141,7 @@ impl Transports {
             message: Vec::new(),
             bytes: Bytes::new(),
             reply: vec![0; 1 << 20],
+            received: Vec::new(),
         };
         Ok((
             transports,
@@ -236,10 +239,11 @@ impl Transports {
                 self.raw.recv(reply)?;
             }
             (Impl::Channel | Impl::ChannelUnbatched, _) => {
+                // Into a buffer of ours, as libc-framed reads into one.
                 self.channel.send(&self.message)?;
-                self.channel
-                    .recv()?
-                    .context("the child closed its channel")?;
+                if !self.channel.recv_into(&mut self.received)? {
+                    bail!("the child closed its channel");
+                }
             }
             (Impl::AsyncChannel | Impl::TokioFramed, _) => {
                 let mut one = Vec::with_capacity(1);
