@@ -6,8 +6,10 @@
 //! which may be cancelled, and retries only what was not committed: every message must
 //! arrive exactly once, whole, in order, with its descriptors. The plain sender uses
 //! `send` and never retries: what arrives must be whole, in order, never twice, and must
-//! include every message whose `send` completed. Descriptors are counted before and
-//! after: none may be left open.
+//! include every message whose `send` completed. The coalescing sender uses `feed` (and
+//! the `Sink`'s `feed`) with flushes at random, each cancelled at random, and never
+//! retries: the same must hold of every message whose feed completed. Descriptors are
+//! counted before and after: none may be left open.
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -35,22 +37,24 @@ fn cancelled_futures_lose_and_repeat_nothing() {
     let started = Instant::now();
     let mut cancels = 0;
     let mut seed = seed_rng.0;
-    for (ty, exact) in [
-        (Type::STREAM, true),
-        (Type::SEQPACKET, true),
-        (Type::STREAM, false),
-        (Type::SEQPACKET, false),
+    for (ty, mode) in [
+        (Type::STREAM, Mode::Exact),
+        (Type::SEQPACKET, Mode::Exact),
+        (Type::STREAM, Mode::Plain),
+        (Type::SEQPACKET, Mode::Plain),
+        (Type::STREAM, Mode::Feed),
+        (Type::SEQPACKET, Mode::Feed),
     ] {
-        let count = match exact {
-            true => scale.pick(10_000, 100_000),
-            false => scale.pick(3_000, 30_000),
+        let count = match mode {
+            Mode::Exact => scale.pick(10_000, 100_000),
+            Mode::Plain | Mode::Feed => scale.pick(3_000, 30_000),
         };
         seed = seed.wrapping_add(1);
-        let outcome = runtime.block_on(storm(ty, exact, count, seed));
+        let outcome = runtime.block_on(storm(ty, mode, count, seed));
         row.trial(
             outcome
                 .map(|n| cancels += n)
-                .map_err(|why| format!("{ty:?} {}: {why}", if exact { "exact" } else { "plain" })),
+                .map_err(|why| format!("{ty:?} {mode:?}: {why}")),
         );
     }
     row.trial(same_fds(&before));
@@ -62,9 +66,20 @@ fn cancelled_futures_lose_and_repeat_nothing() {
     row.finish();
 }
 
+/// How the sender sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// `ready` + `try_send` + `flush`, retrying what was not committed.
+    Exact,
+    /// `send`, never retried.
+    Plain,
+    /// `feed` or the `Sink`'s `feed`, flushes now and then; never retried.
+    Feed,
+}
+
 /// Sends `count` messages from one task to another over a fresh pair of `ty`, both
 /// sides cancelled at random; returns how many futures were cancelled.
-async fn storm(ty: Type, exact: bool, count: u64, seed: u64) -> Result<u64, String> {
+async fn storm(ty: Type, mode: Mode, count: u64, seed: u64) -> Result<u64, String> {
     let (a, b) = pair(ty).map_err(|err| err.to_string())?;
     let (tx, _) = sockpair::tokio::AsyncChannel::<Vec<u8>>::new(a)
         .map_err(|err| err.to_string())?
@@ -73,7 +88,7 @@ async fn storm(ty: Type, exact: bool, count: u64, seed: u64) -> Result<u64, Stri
         .map_err(|err| err.to_string())?
         .split();
     let completed = Arc::new(Mutex::new(Vec::new()));
-    let sender = tokio::spawn(send_all(tx, exact, count, seed, completed.clone()));
+    let sender = tokio::spawn(send_all(tx, mode, count, seed, completed.clone()));
     let receiver = tokio::spawn(receive_all(rx, seed ^ 0x5555));
     let limit = Duration::from_secs(240);
     let (sent, received) = tokio::time::timeout(limit, async {
@@ -84,7 +99,7 @@ async fn storm(ty: Type, exact: bool, count: u64, seed: u64) -> Result<u64, Stri
     let send_cancels = sent?;
     let (arrived, receive_cancels) = received?;
     let completed = completed.lock().unwrap();
-    match exact {
+    match mode == Mode::Exact {
         true if arrived != (0..count).collect::<Vec<_>>() => Err(format!(
             "{} of {count} messages arrived; first wrong at {:?}",
             arrived.len(),
@@ -164,7 +179,7 @@ async fn maybe_cancel<T>(rng: &mut Rng, future: impl Future<Output = T>) -> Opti
 
 async fn send_all(
     mut tx: AsyncSender<Vec<u8>>,
-    exact: bool,
+    mode: Mode,
     count: u64,
     seed: u64,
     completed: Arc<Mutex<Vec<u64>>>,
@@ -175,7 +190,31 @@ async fn send_all(
         let payload = message(n, &mut rng);
         let fds = descriptors(n, &mut rng);
         let borrowed: Vec<_> = fds.iter().map(|fd| fd.as_fd()).collect();
-        if !exact {
+        if mode == Mode::Feed {
+            // The Sink's feed for a message without descriptors, half the time.
+            let fed = match borrowed.is_empty() && rng.below(2) == 0 {
+                true => {
+                    let item = payload.clone();
+                    maybe_cancel(&mut rng, futures_util::SinkExt::feed(&mut tx, item)).await
+                }
+                false => maybe_cancel(&mut rng, tx.feed_with_fds(&payload, &borrowed)).await,
+            };
+            match fed {
+                Some(fed) => {
+                    fed.map_err(|err| format!("feed {n}: {err}"))?;
+                    completed.lock().unwrap().push(n);
+                }
+                None => cancels += 1,
+            }
+            if rng.below(8) == 0 {
+                match maybe_cancel(&mut rng, tx.flush()).await {
+                    None => cancels += 1,
+                    Some(flushed) => flushed.map_err(|err| format!("flush {n}: {err}"))?,
+                }
+            }
+            continue;
+        }
+        if mode == Mode::Plain {
             match maybe_cancel(&mut rng, tx.send_with_fds(&payload, &borrowed)).await {
                 Some(sent) => {
                     sent.map_err(|err| format!("send {n}: {err}"))?;
