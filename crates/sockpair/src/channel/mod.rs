@@ -245,8 +245,9 @@ impl<Tx, Rx> Channel<Tx, Rx> {
         (tx, rx)
     }
 
-    /// The socket back. What a send left unsent ([`flush`](Channel::flush) first) and
-    /// what was read but not yet received as a message are dropped with the channel.
+    /// The socket back. Messages [`feed`](Channel::feed) queued are flushed first, as
+    /// when the channel is dropped (errors ignored: [`flush`](Channel::flush) to see
+    /// them); what was read but not yet received as a message is dropped.
     pub fn into_socket(self) -> Socket {
         let Channel { tx, rx } = self;
         let shared = rx.shared.clone();
