@@ -60,7 +60,7 @@ impl<Tx> Sender<Tx> {
     /// still kept, and the message says how many queued messages that is), or
     /// [`ErrorKind::Io`](crate::ErrorKind::Io) with the kernel's error.
     pub fn flush(&mut self) -> Result<(), Error> {
-        let drive = Drive::blocking(&self.shared.socket, "write_timeout", self.write_timeout);
+        let drive = waiting(&self.shared, self.write_timeout);
         flush_core(&mut self.core, drive)
     }
 }
@@ -92,8 +92,7 @@ impl<Tx: Encode> Sender<Tx> {
         message: &M,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), Error> {
-        self.shared.sent_since_read.store(true, Ordering::Relaxed);
-        let drive = Drive::blocking(&self.shared.socket, "write_timeout", self.write_timeout);
+        let drive = sending(&self.shared, self.write_timeout);
         send_message(&mut self.core, &mut self.scratch, drive, message, fds)
     }
 
@@ -144,8 +143,7 @@ impl<Tx: Encode> Sender<Tx> {
         message: &M,
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), Error> {
-        self.shared.sent_since_read.store(true, Ordering::Relaxed);
-        let drive = Drive::blocking(&self.shared.socket, "write_timeout", self.write_timeout);
+        let drive = sending(&self.shared, self.write_timeout);
         drive::feed_message(&mut self.core, &mut self.scratch, drive, message, fds)
     }
 
@@ -161,10 +159,21 @@ impl<Tx: Encode> Sender<Tx> {
         &mut self,
         messages: impl IntoIterator<Item = &'m M>,
     ) -> Result<(), Error> {
-        self.shared.sent_since_read.store(true, Ordering::Relaxed);
-        let drive = Drive::blocking(&self.shared.socket, "write_timeout", self.write_timeout);
+        let drive = sending(&self.shared, self.write_timeout);
         drive::send_batch(&mut self.core, &mut self.scratch, drive, messages)
     }
+}
+
+/// How a sender's operations wait: blocking, within its write timeout.
+fn waiting(shared: &Shared, write_timeout: Option<Duration>) -> Drive<'_> {
+    Drive::blocking(&shared.socket, "write_timeout", write_timeout)
+}
+
+/// [`waiting`], for a send: notes that this end sent, for the receiver's next read (see
+/// `Receiver::recv_with_fds`).
+fn sending(shared: &Shared, write_timeout: Option<Duration>) -> Drive<'_> {
+    shared.sent_since_read.store(true, Ordering::Relaxed);
+    waiting(shared, write_timeout)
 }
 
 impl<Tx> Drop for Sender<Tx> {
