@@ -1,11 +1,11 @@
 //! The `sockpair` binary, run as users run it.
 
+mod common;
+
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
-/// How long one run may take before the test calls it hung and kills it.
-const LIMIT: Duration = Duration::from_secs(30);
+use common::LIMIT;
 
 /// Runs `command` to completion with its output captured, killing it after [`LIMIT`].
 fn run(command: &mut Command) -> Output {
@@ -20,24 +20,13 @@ fn run_with_input(command: &mut Command, input: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let input = input.to_vec();
     std::thread::spawn(move || {
         use std::io::Write;
         let _ = stdin.write_all(&input);
     });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(LIMIT) {
-        Ok(output) => output.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("{command:?} still running after {LIMIT:?}; killed");
-        }
-    }
+    common::wait_limited(child, &format!("{command:?}"))
 }
 
 fn sockpair(args: &[&str]) -> Output {
@@ -912,18 +901,7 @@ fn with_stdio(args: &[&str], stdout: Stdio, stderr: Stdio) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sockpair"));
     command.args(args).stdin(Stdio::null()).stdout(stdout);
     let child = command.stderr(stderr).spawn().expect("spawn");
-    let (tx, rx) = mpsc::channel();
-    let pid = child.id();
-    std::thread::spawn(move || tx.send(child.wait_with_output()));
-    match rx.recv_timeout(LIMIT) {
-        Ok(output) => output.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("{args:?} still running after {LIMIT:?}; killed");
-        }
-    }
+    common::wait_limited(child, &format!("{args:?}"))
 }
 
 /// A full disk (`/dev/full`) is one line on stderr and exit status 2, never a panic;

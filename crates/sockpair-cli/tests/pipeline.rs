@@ -2,12 +2,10 @@
 //! wc, python3): the output bytes and exit statuses a shell user expects, many runs in a
 //! row where timing could change them, and no process left behind after each case.
 
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
-/// How long one case may take before it is called hung.
-const LIMIT: Duration = Duration::from_secs(30);
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 /// Runs of a case whose outcome could depend on timing.
 const RUNS: usize = 20;
@@ -26,20 +24,7 @@ fn bash(script: &str, mark: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("bash");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(output) => output.expect("wait"),
-        Err(_) => {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            panic!("{script} still running after {LIMIT:?}");
-        }
-    }
+    common::wait_limited(child, script)
 }
 
 /// The processes still alive that carry `mark` in their environment.
