@@ -97,11 +97,9 @@ pub(crate) fn recvmsg_append<'v>(
     fds: &mut Vec<OwnedFd>,
     how: Recv,
 ) -> io::Result<Received> {
-    let mut iovs = [libc::iovec {
-        iov_base: ptr::null_mut(),
-        iov_len: 0,
-    }; MAX_TARGETS];
-    let mut vecs: [Option<&mut Vec<u8>>; MAX_TARGETS] = [const { None }; MAX_TARGETS];
+    // Only the entries used are written (a receive uses one to 33): nothing is zeroed.
+    let mut iovs = [const { MaybeUninit::<libc::iovec>::uninit() }; MAX_TARGETS];
+    let mut vecs = [const { MaybeUninit::<&mut Vec<u8>>::uninit() }; MAX_TARGETS];
     let mut count = 0;
     for (vec, most) in targets {
         if count == MAX_TARGETS {
@@ -111,19 +109,24 @@ pub(crate) fn recvmsg_append<'v>(
             ));
         }
         let spare = vec.spare_capacity_mut();
-        iovs[count] = libc::iovec {
+        iovs[count].write(libc::iovec {
             iov_base: spare.as_mut_ptr().cast(),
             iov_len: most.min(spare.len()),
-        };
-        vecs[count] = Some(vec);
+        });
+        vecs[count].write(vec);
         count += 1;
     }
-    let iovs = &mut iovs[..count];
+    // SAFETY: the first `count` entries of `iovs` were written in the loop above, and
+    // `MaybeUninit<iovec>` has the layout of `iovec`.
+    let iovs =
+        unsafe { std::slice::from_raw_parts_mut(iovs.as_mut_ptr().cast::<libc::iovec>(), count) };
     // SAFETY: each iovec covers spare capacity of a distinct `Vec` (each borrowed
     // mutably once, for the whole call), valid for writes of its length.
     let received = unsafe { recvmsg_raw(socket, iovs, fds, how)? };
     let mut left = received.bytes;
-    for (iov, vec) in iovs.iter().zip(vecs.iter_mut().flatten()) {
+    for (iov, vec) in iovs.iter().zip(&mut vecs[..count]) {
+        // SAFETY: the first `count` entries of `vecs` were written in the loop above.
+        let vec = unsafe { vec.assume_init_mut() };
         let here = left.min(iov.iov_len);
         // SAFETY: the kernel fills the iovecs in order and reports in `bytes` at most
         // their total length; these `here` bytes right after the old length are the
