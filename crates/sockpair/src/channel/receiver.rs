@@ -107,18 +107,7 @@ impl<Rx: Receive> Receiver<Rx> {
     ///
     /// As [`recv`](Receiver::recv).
     pub fn recv_with_fds(&mut self, fds: &mut Vec<OwnedFd>) -> Result<Option<Rx::Value>, Error> {
-        let drive = Drive::blocking(&self.shared.socket, "read_timeout", self.read_timeout);
-        // A reader blocked in `recv` on a stream is woken each time the peer takes data
-        // this end sent (the kernel's wake-up for writers reaches it too), two context
-        // switches for nothing. Right after a send that is what the peer does, so then
-        // wait in `poll` for input, which nothing else ends. A load and a store, not a
-        // swap: no locked instruction on the hot path (a send racing in between only
-        // costs one wait in `recv` instead of `poll`).
-        let sent = &self.shared.sent_since_read;
-        let poll_first = sent.load(Ordering::Relaxed);
-        if poll_first {
-            sent.store(false, Ordering::Relaxed);
-        }
+        let (drive, poll_first) = receiving(&self.shared, self.read_timeout);
         receive::<Rx>(&mut self.core, poll_first, drive, fds)
     }
 
@@ -175,12 +164,7 @@ impl Receiver<Vec<u8>> {
         buf: &mut Vec<u8>,
         fds: &mut Vec<OwnedFd>,
     ) -> Result<bool, Error> {
-        let drive = Drive::blocking(&self.shared.socket, "read_timeout", self.read_timeout);
-        let sent = &self.shared.sent_since_read;
-        let poll_first = sent.load(Ordering::Relaxed);
-        if poll_first {
-            sent.store(false, Ordering::Relaxed);
-        }
+        let (drive, poll_first) = receiving(&self.shared, self.read_timeout);
         let mut old = None;
         let got = receive_with(
             &mut self.core,
@@ -231,6 +215,26 @@ impl<Rx: Receive> Iterator for Messages<'_, Rx> {
             }
         }
     }
+}
+
+/// How a receive waits (blocking, within `read_timeout`), and whether it waits in `poll`
+/// before its first read.
+///
+/// A reader blocked in `recv` on a stream is woken each time the peer takes data this
+/// end sent (the kernel's wake-up for writers reaches it too), two context switches for
+/// nothing. Right after a send that is what the peer does, so then wait in `poll` for
+/// input, which nothing else ends. A load and a store, not a swap: no locked instruction
+/// on the hot path (a send racing in between only costs one wait in `recv` instead of
+/// `poll`).
+#[inline]
+fn receiving(shared: &Shared, read_timeout: Option<Duration>) -> (Drive<'_>, bool) {
+    let drive = Drive::blocking(&shared.socket, "read_timeout", read_timeout);
+    let sent = &shared.sent_since_read;
+    let poll_first = sent.load(Ordering::Relaxed);
+    if poll_first {
+        sent.store(false, Ordering::Relaxed);
+    }
+    (drive, poll_first)
 }
 
 impl<Rx> fmt::Debug for Receiver<Rx> {
