@@ -13,7 +13,7 @@ use ipc_channel::ipc::IpcOneShotServer;
 use sockpair::{Channel, Framing, Postcard, Type};
 use sockpair_benches::{
     FRAME_LEN, IpcPair, Request, child, child_with, interleaved, length_frame, libc_recv_exact,
-    libc_recvmsg_exact, libc_send_all, pin_to_one_cpu, request, run_child_mode,
+    libc_recvmsg, libc_recvmsg_exact, libc_send_all, pin_to_one_cpu, request, run_child_mode,
 };
 
 const ROUNDS: usize = 21;
@@ -102,6 +102,16 @@ fn main() {
     let mut typed: Channel<Postcard<Request>> = Channel::new(stream).unwrap();
     let (mut typed_echo_seqpacket, seqpacket) = child_with("typed-echo", Type::SEQPACKET);
     let mut typed_seqpacket: Channel<Postcard<Request>> = Channel::new(seqpacket).unwrap();
+    // The floors: the same encoded bytes, framed by hand, echoed by a libc child; no
+    // serde at either end, so less work than any typed row does.
+    let encoded = postcard::to_allocvec(&request()).unwrap();
+    let (mut hand_echo, hand_stream) = child("echo");
+    let hand_fd = hand_stream.as_raw_fd();
+    let hand_frame = length_frame(&encoded);
+    let mut hand_back = vec![0; hand_frame.len()];
+    let (mut record_echo, hand_seqpacket) = child_with("echo", Type::SEQPACKET);
+    let record_fd = hand_seqpacket.as_raw_fd();
+    let mut record_back = vec![0; encoded.len() + 64];
     let times = interleaved(
         ROUNDS,
         2000,
@@ -118,6 +128,14 @@ fn main() {
                 typed_seqpacket.send(&Postcard(request())).unwrap();
                 black_box(typed_seqpacket.recv().unwrap().unwrap());
             },
+            &mut || {
+                libc_send_all(hand_fd, &hand_frame);
+                libc_recvmsg_exact(hand_fd, &mut hand_back);
+            },
+            &mut || {
+                libc_send_all(record_fd, &encoded);
+                assert_eq!(libc_recvmsg(record_fd, &mut record_back), encoded.len() as isize);
+            },
         ],
     );
     report(
@@ -126,9 +144,14 @@ fn main() {
             "ipc-channel",
             "sockpair Channel<Postcard<_>>, stream",
             "sockpair Channel<Postcard<_>>, seqpacket",
+            "floor: the bytes by hand, stream",
+            "floor: the bytes by hand, seqpacket",
         ],
         &times,
     );
+    drop((hand_stream, hand_seqpacket));
+    hand_echo.wait().unwrap();
+    record_echo.wait().unwrap();
     drop((
         to_child,
         from_child,

@@ -175,7 +175,10 @@ impl<'a> Writing<'a> {
             .send_msg(&storage[..count], fds, send_flags(true))
             .map_err(|err| peer_refused(io_error("send", err), fds))?;
         self.sent += n;
-        Ok(())
+        match self.done() {
+            true => Ok(()),
+            false => Err(full()),
+        }
     }
 }
 
@@ -320,6 +323,9 @@ fn flush(tx: &mut StreamTx, drive: Drive<'_>) -> Result<(), Error> {
             })
             .map_err(|err| io_error("send", err))?;
         tx.sent_unsent(n);
+        if drive.never_blocks() && !tx.unsent().is_empty() {
+            return Err(full());
+        }
     }
     while !tx.queued().is_empty() {
         let sent = drive.run(Events::OUT, false, |socket, nonblocking| {
@@ -329,8 +335,18 @@ fn flush(tx: &mut StreamTx, drive: Drive<'_>) -> Result<(), Error> {
             Ok(n) => tx.sent_queued(n),
             Err(err) => return Err(not_written(io_error("flush", err), tx.queued_messages())),
         }
+        if drive.never_blocks() && !tx.queued().is_empty() {
+            return Err(not_written(full(), tx.queued_messages()));
+        }
     }
     Ok(())
+}
+
+/// What a non-blocking write that took only part of what it was given means: the
+/// socket is full (a stream takes all it has room for), so the async shells wait for
+/// room, as after `WouldBlock`, rather than make a write that would fail.
+fn full() -> Error {
+    io_error("send", io::ErrorKind::WouldBlock.into())
 }
 
 /// How much a stream's queue of fed frames holds before a feed writes it.
