@@ -134,7 +134,10 @@ fn main() {
             },
             &mut || {
                 libc_send_all(record_fd, &encoded);
-                assert_eq!(libc_recvmsg(record_fd, &mut record_back), encoded.len() as isize);
+                assert_eq!(
+                    libc_recvmsg(record_fd, &mut record_back),
+                    encoded.len() as isize
+                );
             },
         ],
     );

@@ -161,8 +161,9 @@ impl Socket {
         sys::sockopt::set_receive_timestamps(self)
     }
 
-    /// Makes this process end (`SIGIO`, default action) when the peer hangs up, or
-    /// stops that: for a worker while it runs a function.
+    /// Makes this process end (by `SIGIO`) when the peer hangs up, or stops that: for a
+    /// worker while it runs a function. A `SIGIO` for anything but a hang-up (input the
+    /// kernel notifies late) is ignored.
     #[cfg(feature = "worker")]
     pub(crate) fn end_process_on_hang_up(&self, on: bool) -> io::Result<()> {
         sys::sockopt::end_on_hang_up(self, on)

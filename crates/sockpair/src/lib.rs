@@ -157,6 +157,8 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzz;
 mod message;
+#[cfg(feature = "worker")]
+mod shared_word;
 mod socket;
 mod spawn;
 mod sys;

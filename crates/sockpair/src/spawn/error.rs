@@ -72,7 +72,15 @@ impl SpawnError {
 
 impl fmt::Display for SpawnError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "spawn '{}': ", self.program.to_string_lossy())?;
+        // Control characters (a NUL, a newline) escaped: the name is shown, never acted on.
+        f.write_str("spawn '")?;
+        for c in self.program.to_string_lossy().chars() {
+            match c.is_control() {
+                true => write!(f, "{}", c.escape_default())?,
+                false => write!(f, "{c}")?,
+            }
+        }
+        f.write_str("': ")?;
         if let Some(step) = &self.step {
             write!(f, "{step}: ")?;
         }

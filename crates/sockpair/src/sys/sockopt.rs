@@ -83,18 +83,26 @@ fn set_int(fd: impl AsFd, name: libc::c_int, value: libc::c_int) -> io::Result<(
 }
 
 /// Makes this process end when `fd`'s peer hangs up, or stops that (`on == false`):
-/// `SIGIO` to this process on the socket's state changes (`F_SETOWN`, `O_ASYNC`), with
-/// `SIGIO`'s default action, which is to terminate. Turning it on also restores that
-/// default (a parent may have left `SIGIO` ignored, which `execve` keeps) and unblocks
-/// `SIGIO` in the calling thread.
+/// `SIGIO` to this process on the socket's state changes (`F_SETOWN`, `O_ASYNC`), whose
+/// handler ends the process (by `SIGIO`'s default action) only if the peer has hung up
+/// (`poll` says `POLLRDHUP` or `POLLHUP`). The kernel also signals input that arrived
+/// before `O_ASYNC` was set, late (it wakes the reader first, then signals): such a
+/// `SIGIO` finds no hang-up and is ignored. Turning it on also unblocks `SIGIO` in the
+/// calling thread (a parent may have left it blocked, which `execve` keeps).
 #[cfg(feature = "worker")]
 pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
     if on {
-        // SAFETY: `SIG_DFL` installs no handler of ours; signal(2) touches no memory.
-        if unsafe { libc::signal(libc::SIGIO, libc::SIG_DFL) } == libc::SIG_ERR {
-            return Err(io::Error::last_os_error());
-        }
+        HANG_UP_WATCHED.store(fd, std::sync::atomic::Ordering::SeqCst);
+        // SAFETY: an all-zero sigaction is valid (empty mask, no flags); it then names
+        // `on_sigio`, an `extern "C" fn(c_int)` that makes only async-signal-safe calls.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigio as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(libc::SIGIO, &action, std::ptr::null_mut())
+        };
+        cvt(rc)?;
         // SAFETY: `mask` is a writable sigset_t, initialised by sigemptyset before use;
         // pthread_sigmask only reads it.
         let rc = unsafe {
@@ -119,4 +127,36 @@ pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
     // SAFETY: as above.
     cvt(unsafe { libc::fcntl(fd, libc::F_SETFL, flags) })?;
     Ok(())
+}
+
+/// The socket whose hang-up [`on_sigio`] checks.
+#[cfg(feature = "worker")]
+static HANG_UP_WATCHED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+/// `SIGIO`'s handler: ends the process by `SIGIO` if the watched socket's peer hung up,
+/// and otherwise returns, `errno` unchanged.
+#[cfg(feature = "worker")]
+extern "C" fn on_sigio(_: libc::c_int) {
+    let fd = HANG_UP_WATCHED.load(std::sync::atomic::Ordering::SeqCst);
+    // SAFETY: `__errno_location` returns this thread's errno, valid for the thread's life.
+    let errno = unsafe { *libc::__errno_location() };
+    let mut watched = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: `watched` is one writable pollfd; a timeout of 0 never waits. poll(2) is
+    // async-signal-safe.
+    let ready = unsafe { libc::poll(&mut watched, 1, 0) };
+    if ready == 1 && watched.revents & (libc::POLLRDHUP | libc::POLLHUP) != 0 {
+        // SAFETY: signal(2) and raise(3) are async-signal-safe and touch no memory of
+        // ours; the raised SIGIO, blocked while this handler runs, is taken with its
+        // default action (terminate) as the handler returns.
+        unsafe {
+            libc::signal(libc::SIGIO, libc::SIG_DFL);
+            libc::raise(libc::SIGIO);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
 }

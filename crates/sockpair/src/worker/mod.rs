@@ -42,8 +42,14 @@
 //! ([`Error::Timeout`]) and leaves the worker running, for [`Handle::kill`]. Once a
 //! handle is joined or dropped no process or zombie is left. The worker inherits this
 //! process's stdio, environment and working directory, and ends if this process dies
-//! while it runs a function (it gets `SIGIO`, whose default action is to terminate,
-//! when its end hangs up; a function that handles or ignores `SIGIO` turns that off).
+//! while it runs a function (its end is armed to raise `SIGIO` while the function runs,
+//! and the handler ends the worker by `SIGIO` once the end has hung up, and ignores any
+//! other notification; a function that installs its own `SIGIO` handler, or ignores
+//! `SIGIO`, turns that off).
+//!
+//! Every request carries an id, and the answer names it: a frame that answers another
+//! request (the function wrote to fd 3, say) is an [`Error::Decode`] saying the pair is
+//! out of step, and that worker is never used again.
 //!
 //! Arguments and results travel in postcard (serde), one length-prefixed frame each way.
 //!
@@ -62,7 +68,10 @@
 //! # Pools
 //!
 //! [`Pool`] keeps `n` workers and hands them task after task; a worker that dies fails
-//! only the task it was running, and is replaced.
+//! only the task it was running, and is replaced. A task reaches a worker only if that
+//! worker is alive and in step; one whose worker died before taking it (each worker
+//! notes the id of the request it takes in a word of memory it shares with the pool) is
+//! given to a fresh worker, never reported as that death.
 //!
 //! # In tests
 //!
@@ -158,11 +167,12 @@ where
     R: Serialize + DeserializeOwned,
 {
     let call = Call::of(f)?;
-    let request = wire::request(call, true, &arg)
+    let (id, request) = wire::request(call, true, &arg)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
     let mut process = Process::start()?;
     let early_end = process.send(&request).err();
     Ok(Handle {
+        id,
         inner: Inner::Own {
             pid: process.pid(),
             process: Some(Box::new(process)),
@@ -179,6 +189,8 @@ where
 /// dropped.
 #[must_use = "dropping a Handle ends its worker; join it for the result"]
 pub struct Handle<R> {
+    /// The id of its request, which the answer must name.
+    id: u64,
     inner: Inner,
     /// `R` is only decoded here: the handle is `Send` and `Sync` whatever `R` is.
     result: PhantomData<fn() -> R>,
@@ -204,8 +216,9 @@ impl<R> std::fmt::Debug for Handle<R> {
 }
 
 impl<R: DeserializeOwned> Handle<R> {
-    pub(crate) fn pooled(slot: Arc<Slot>) -> Handle<R> {
+    pub(crate) fn pooled(id: u64, slot: Arc<Slot>) -> Handle<R> {
         Handle {
+            id,
             inner: Inner::Pooled(slot),
             result: PhantomData,
         }
@@ -252,6 +265,10 @@ impl<R: DeserializeOwned> Handle<R> {
                 };
                 match answer {
                     Ok(answer) => {
+                        if !wire::answers(&answer, self.id) {
+                            // Out of step: its real answer would come, or not; stop it.
+                            let _ = worker.kill();
+                        }
                         worker.reap().map_err(Error::Io)?;
                         answer
                     }
@@ -276,7 +293,7 @@ impl<R: DeserializeOwned> Handle<R> {
                 }
             },
         };
-        wire::parse_answer(&answer)
+        wire::parse_answer(&answer, self.id)
     }
 }
 

@@ -18,7 +18,10 @@ use super::{Handle, wire};
 /// A pool of `n` worker processes that run tasks one at a time each, in the order they
 /// were submitted, as Python's `multiprocessing.Pool` and procspawn's `Pool` do, but a
 /// worker that dies fails only the task it was running: its [`Handle`] reports how it
-/// ended ([`Error::Died`]), a new worker takes its place, and every other task runs.
+/// ended ([`Error::Died`]), a new worker takes its place, and every other task runs. A
+/// task never runs on a worker that has died (an idle worker killed from outside) or
+/// sent something unasked: it goes to a fresh worker; and a worker whose answer names
+/// another task is out of step, and replaced.
 ///
 /// ```
 /// # sockpair::worker::init_before_main!();
@@ -68,9 +71,14 @@ struct Queue {
 }
 
 struct Task {
+    id: u64,
     request: Vec<u8>,
     slot: Arc<Slot>,
 }
+
+/// How many fresh workers a task that was never delivered is offered before the last
+/// one's death is reported as its outcome (workers that die as they start).
+const DELIVERY_ATTEMPTS: usize = 3;
 
 /// One task's state, shared by its [`Handle`] and the thread that runs it.
 pub(crate) struct Slot {
@@ -139,6 +147,19 @@ impl Slot {
     /// Leaves `Running` before the worker is reaped: no kill reaches its pid after this.
     fn ending(&self) {
         *self.lock() = State::Ending;
+    }
+
+    /// Puts a task whose worker died before taking it back to `Queued`, for another
+    /// worker; `false` if it was killed meanwhile (its death is then its outcome).
+    fn requeue(&self) -> bool {
+        let mut state = self.lock();
+        match *state {
+            State::Running { killed: false, .. } => {
+                *state = State::Queued;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The worker's pid while it runs the task.
@@ -275,21 +296,21 @@ impl Pool {
         let request = Call::of(f)
             .map_err(|err| Error::NotFound(err.to_string()))
             .and_then(|call| wire::request(call, false, &arg));
-        let slot = match request {
-            Ok(request) => {
+        match request {
+            Ok((id, request)) => {
                 let slot = Slot::new(State::Queued);
                 let mut queue = self.shared.lock();
                 queue.tasks.push_back(Task {
+                    id,
                     request,
                     slot: Arc::clone(&slot),
                 });
                 drop(queue);
                 self.shared.work.notify_one();
-                slot
+                Handle::pooled(id, slot)
             }
-            Err(err) => Slot::new(State::Done(Err(err))),
-        };
-        Handle::pooled(slot)
+            Err(err) => Handle::pooled(wire::UNREAD, Slot::new(State::Done(Err(err)))),
+        }
     }
 
     /// Runs `f` on every item of `items` across the pool, and yields the results in the
@@ -333,7 +354,7 @@ impl Shared {
 }
 
 /// One pool thread: takes the next task, runs it on its worker, starting a new worker
-/// when the last one died; ends when the pool is dropped.
+/// when the last one died or is out of step; ends when the pool is dropped.
 fn serve(shared: &Shared, index: usize, process: Process) {
     let mut process = Some(process);
     loop {
@@ -359,20 +380,38 @@ fn serve(shared: &Shared, index: usize, process: Process) {
                 }
             }
         };
+        process = run_task(shared, index, process, &task);
+    }
+}
+
+/// Runs `task` on `process` (or a fresh worker, if that one is gone or out of step):
+/// returns the worker to keep for the next task, if it can be reused. A worker that
+/// died before taking the task never ran it: the task goes to a fresh worker.
+fn run_task(
+    shared: &Shared,
+    index: usize,
+    mut process: Option<Process>,
+    task: &Task,
+) -> Option<Process> {
+    for attempt in 1..=DELIVERY_ATTEMPTS {
         let worker = match process.take() {
-            Some(worker) => worker,
-            None => match Process::start() {
-                Ok(worker) => worker,
-                Err(err) => {
-                    task.slot.finish(Err(Error::Io(err)));
-                    continue;
+            Some(worker) if worker.idle_and_in_step() => worker,
+            stale => {
+                if let Some(stale) = stale {
+                    let _ = stale.kill_and_reap();
                 }
-            },
+                match Process::start() {
+                    Ok(worker) => worker,
+                    Err(err) => {
+                        task.slot.finish(Err(Error::Io(err)));
+                        return None;
+                    }
+                }
+            }
         };
         let pid = Pid::from_raw(worker.pid() as i32).expect("a child's pid is positive");
         if !task.slot.start(pid) {
-            process = Some(worker); // killed or abandoned while queued
-            continue;
+            return Some(worker); // killed or abandoned while queued
         }
         shared.lock().running[index] = Some(Arc::clone(&task.slot));
         let mut worker = worker;
@@ -381,21 +420,41 @@ fn serve(shared: &Shared, index: usize, process: Process) {
             .and_then(|()| worker.answer(None));
         shared.lock().running[index] = None;
         match answer {
-            Ok(answer) => match task.slot.finish(Ok(answer)) {
-                false => process = Some(worker),
-                true => drop(worker.death()), // killed as it answered: not reused
-            },
+            Ok(answer) if wire::answers(&answer, task.id) => {
+                return match task.slot.finish(Ok(answer)) {
+                    false => Some(worker),
+                    true => {
+                        drop(worker.death()); // killed as it answered: not reused
+                        None
+                    }
+                };
+            }
+            Ok(out_of_step) => {
+                // Never reused: what comes next from it would answer the wrong task.
+                task.slot.ending();
+                let _ = worker.kill_and_reap();
+                task.slot.finish(Ok(out_of_step));
+                return None;
+            }
             Err(NoAnswer::Failed(err)) => {
                 let _ = worker.kill();
                 task.slot.finish(Err(err));
                 let _ = worker.reap();
+                return None;
             }
             Err(NoAnswer::Ended | NoAnswer::Timeout) => {
+                let undelivered = worker.taken() != task.id;
+                if undelivered && attempt < DELIVERY_ATTEMPTS && task.slot.requeue() {
+                    drop(worker.death()); // it never ran this task: not its outcome
+                    continue;
+                }
                 task.slot.ending();
                 task.slot.finish(Err(worker.death()));
+                return None;
             }
         }
     }
+    unreachable!("the last attempt always returns")
 }
 
 impl Drop for Pool {

@@ -2,7 +2,7 @@
 //! wait for its answers or its end.
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, PidfdFlags};
@@ -13,6 +13,7 @@ use super::serve::{VAR, check_initialized};
 use crate::channel::Channel;
 use crate::child::Child;
 use crate::error::ErrorKind;
+use crate::shared_word::SharedWord;
 use crate::spawn::{Convention, Program, SpawnOptions};
 use crate::wait::{Events, PollFd, poll_any, poll_until};
 
@@ -45,6 +46,11 @@ pub(crate) struct Process {
     pidfd: Option<OwnedFd>,
     /// Part of a request is still to be written.
     unsent: bool,
+    /// The id of the last request the worker took (it notes each before running it):
+    /// a request that a dead worker had not taken was never delivered.
+    taken: SharedWord,
+    /// The word's memfd, sent with the first request, then closed.
+    word: Option<OwnedFd>,
 }
 
 impl Process {
@@ -70,12 +76,35 @@ impl Process {
             .max_frame_len(usize::MAX)
             .read_timeout(Some(Duration::ZERO))
             .write_timeout(Some(Duration::ZERO));
+        let (taken, word) = SharedWord::new()?;
         Ok(Process {
             child,
             channel,
             pidfd,
             unsent: false,
+            taken,
+            word: Some(word),
         })
+    }
+
+    /// The id of the last request the worker took.
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.load()
+    }
+
+    /// Whether an idle worker can take a request: it has not exited, and nothing came
+    /// from it (neither EOF nor a stray frame, which would put the next answer out of
+    /// step).
+    pub(crate) fn idle_and_in_step(&self) -> bool {
+        let (socket, now) = (
+            PollFd::new(self.channel.socket(), Events::IN),
+            Some(Instant::now()),
+        );
+        let ready = match &self.pidfd {
+            Some(pidfd) => poll_any(&mut [socket, PollFd::new(pidfd, Events::IN)], now),
+            None => poll_any(&mut [socket], now),
+        };
+        matches!(ready, Ok(false))
     }
 
     /// The worker's pid.
@@ -90,7 +119,11 @@ impl Process {
     /// out having written nothing (which would drop it): the pair is new, or the worker
     /// has read all of the previous request, since it answered it.
     pub(crate) fn send(&mut self, request: &[u8]) -> Result<(), NoAnswer> {
-        match self.channel.send(request) {
+        let sent = match self.word.take() {
+            Some(word) => self.channel.send_with_fds(request, &[word.as_fd()]),
+            None => self.channel.send(request),
+        };
+        match sent {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == ErrorKind::TimedOut => {
                 self.unsent = true;
@@ -211,6 +244,12 @@ impl Process {
                 self.child.wait()
             }
         }
+    }
+
+    /// Kills the worker (`SIGKILL`) and reaps it: for a worker that is not reused.
+    pub(crate) fn kill_and_reap(mut self) -> io::Result<std::process::ExitStatus> {
+        let _ = self.child.kill();
+        self.child.wait()
     }
 
     /// Kills the worker (`SIGKILL`); it is reaped by [`death`](Process::death).

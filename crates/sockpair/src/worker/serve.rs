@@ -10,6 +10,7 @@ use std::thread::{self, ThreadId};
 use super::entry;
 use super::wire::{self, Answer};
 use crate::channel::Channel;
+use crate::shared_word::SharedWord;
 use crate::socket::Socket;
 use crate::wait::{Events, poll_until};
 
@@ -89,34 +90,50 @@ fn serve() -> io::Result<()> {
         // read first (for a moment at most), so that closing with it unread does not
         // reset the connection and lose the answer.
         channel.read_timeout(Some(std::time::Duration::from_millis(200)));
-        let _ = channel.recv();
-        let _ = channel.send(&Answer::NotFound(why.clone()).into_frame());
+        let id = match channel.recv() {
+            Ok(Some(request)) => wire::parse_request(&request).map_or(wire::UNREAD, |r| r.id),
+            _ => wire::UNREAD,
+        };
+        let _ = channel.send(&Answer::NotFound(why.clone()).into_frame(id));
         return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
     }
+    // The first request brings the word where this worker notes each request it takes.
+    channel.accept_fds(true)?;
     catch_panic_messages(thread::current().id());
+    let mut taken: Option<SharedWord> = None;
+    let mut fds = Vec::new();
     loop {
-        let request = match channel.recv() {
+        let request = match channel.recv_with_fds(&mut fds) {
             Ok(Some(request)) => request,
             Ok(None) => return Ok(()), // the parent is done with us (or gone)
             Err(err) => return Err(err.into()),
         };
-        let (call, last, argument) = match wire::parse_request(&request) {
+        if let Some(fd) = fds.pop() {
+            taken = Some(SharedWord::open(fd)?);
+        }
+        fds.clear();
+        let request = match wire::parse_request(&request) {
             Ok(parsed) => parsed,
             Err(why) => {
-                let _ = channel.send(&Answer::NotFound(why.clone()).into_frame());
+                let _ = channel.send(&Answer::NotFound(why.clone()).into_frame(wire::UNREAD));
                 return Err(io::Error::new(io::ErrorKind::InvalidData, why));
             }
         };
+        // From here on the request counts as delivered: were this process to die now,
+        // its parent would report that death as the task's, and not run it elsewhere.
+        if let Some(taken) = &taken {
+            taken.store(request.id);
+        }
         // While the function runs nothing more comes from the parent: the end turns
         // readable only when the parent is gone, and then SIGIO ends this process.
         channel.socket().end_process_on_hang_up(true)?;
         if parent_gone(channel.socket())? {
             return Ok(());
         }
-        let answer = run(call, argument);
+        let answer = run(request.call, request.argument);
         channel.socket().end_process_on_hang_up(false)?;
         let _ = io::stdout().flush();
-        match channel.send(&answer.into_frame()) {
+        match channel.send(&answer.into_frame(request.id)) {
             Ok(()) => {}
             Err(err) if crate::channel::drive::ends_messages(&err) => return Ok(()),
             Err(err) => match io::Error::from(err) {
@@ -124,7 +141,7 @@ fn serve() -> io::Result<()> {
                 err => return Err(err),
             },
         }
-        if last {
+        if request.last {
             return Ok(());
         }
     }

@@ -15,8 +15,8 @@ fn triple(x: u32) -> u32 {
     x * 3
 }
 
-/// Sends `request` to a fresh worker and returns what its answer says.
-fn answer_to(request: &[u8]) -> Result<u32, Error> {
+/// Sends `(id, request)` to a fresh worker and returns what its answer says.
+fn answer_to((id, request): &(u64, Vec<u8>)) -> Result<u32, Error> {
     let mut process = Process::start().unwrap();
     process
         .send(request)
@@ -26,7 +26,7 @@ fn answer_to(request: &[u8]) -> Result<u32, Error> {
     match process.answer(Some(deadline)) {
         Ok(answer) => {
             let _ = process.reap();
-            wire::parse_answer(&answer)
+            wire::parse_answer(&answer, *id)
         }
         Err(NoAnswer::Ended) => Err(process.death()),
         Err(NoAnswer::Timeout) => panic!("no answer to {request:?}"),
@@ -46,14 +46,14 @@ fn a_real_call_through_the_same_path_works() {
 
 #[test]
 fn requests_no_spawn_writes_are_refused_not_called() {
-    let short = answer_to(b"xx").unwrap_err();
+    let short = answer_to(&(1, b"xx".to_vec())).unwrap_err();
     assert!(
         matches!(&short, Error::NotFound(why) if why.contains("too short")),
         "{short:?}"
     );
     let call = Call::of(triple as fn(u32) -> u32).unwrap();
     let mut versioned = wire::request(call, true, &1u32).unwrap();
-    versioned[0] = 99;
+    versioned.1[0] = 99;
     assert!(matches!(answer_to(&versioned), Err(Error::NotFound(why)) if why.contains("version")));
     // Distances that land outside the executable are refused before any call.
     for wild in [isize::MAX / 2, isize::MIN / 2, 1 << 40] {

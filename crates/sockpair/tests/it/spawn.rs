@@ -1023,3 +1023,33 @@ fn both_paths_run_a_file_without_a_shebang_the_same_way() {
         assert_eq!(outcomes[..2], outcomes[2..], "both paths alike");
     });
 }
+
+/// Issue 23: a program name holding a NUL byte (or another control character) is shown
+/// escaped in the spawn error's message, never raw.
+#[test]
+fn control_characters_in_a_program_name_are_escaped_in_the_message() {
+    for name in ["tr\0ue", "bad\nname", "esc\u{1b}[31m"] {
+        let program_error = SpawnOptions::new()
+            .spawn_program(&Program::new(name))
+            .unwrap_err();
+        let command_error = SpawnOptions::new()
+            .spawn(&mut Command::new(name))
+            .unwrap_err();
+        for (err, exact) in [(program_error, true), (command_error, !name.contains('\0'))] {
+            let message = err.to_string();
+            assert!(
+                !message.chars().any(char::is_control),
+                "{name:?}: {message:?}"
+            );
+            // std's `Command` keeps no name holding a NUL ("<string-with-nul>").
+            if exact {
+                let escaped: String = name.chars().flat_map(char::escape_default).collect();
+                assert!(
+                    message.starts_with(&format!("spawn '{escaped}': ")),
+                    "{message:?}"
+                );
+                assert_eq!(err.program(), std::ffi::OsStr::new(name));
+            }
+        }
+    }
+}

@@ -641,3 +641,103 @@ fn a_workers_panic_is_the_workers_not_the_parents() {
         );
     });
 }
+
+fn twice(x: u64) -> u64 {
+    2 * x
+}
+
+/// Issue 23: the worker armed SIGIO right after reading a request, and the kernel's
+/// late notification of that same request killed it ("killed by signal 29").
+#[test]
+fn pool_map_over_500000_healthy_tasks_has_no_error() {
+    let pool = Pool::new(4).unwrap();
+    let mut errors = Vec::new();
+    let mut count = 0u64;
+    for (x, result) in pool.map(twice, 0..500_000u64).enumerate() {
+        match result {
+            Ok(y) => assert_eq!(y, 2 * x as u64),
+            Err(err) => errors.push(format!("task {x}: {err}")),
+        }
+        count += 1;
+    }
+    assert_eq!(count, 500_000);
+    assert!(errors.is_empty(), "{} errors: {errors:?}", errors.len());
+}
+
+/// Writes a stray frame (`[0, 0, 0, 1] "x"`) on the worker's own end, then doubles.
+fn stray_then_double(x: i64) -> i64 {
+    use std::io::Write;
+    use std::os::fd::{BorrowedFd, OwnedFd};
+    // SAFETY: fd 3 is this worker's end of its pair, open while it runs; the clone is
+    // a new descriptor owned here.
+    let end: OwnedFd = unsafe { BorrowedFd::borrow_raw(3) }
+        .try_clone_to_owned()
+        .unwrap();
+    std::fs::File::from(end).write_all(b"\0\0\0\x01x").unwrap();
+    x * 2
+}
+
+#[test]
+fn a_stray_frame_fails_only_its_task_and_its_worker_is_not_reused() {
+    watchdog(|| {
+        let pool = Pool::new(1).unwrap();
+        let before = pool.spawn(my_pid, ()).join().unwrap();
+        match pool.spawn(stray_then_double, 5).join() {
+            Err(Error::Decode(why)) => assert!(why.contains("out of step"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // The next tasks get their own results, from a fresh worker.
+        for x in [21, 22, 23] {
+            assert_eq!(pool.spawn(double, x).join().unwrap(), 2 * x);
+        }
+        let after = pool.spawn(my_pid, ()).join().unwrap();
+        assert_ne!(before, after, "the out-of-step worker was reused");
+        assert!(ends_within(before, Duration::from_secs(5)));
+        // A spawned worker out of step: the same error, and no process left.
+        let mut handle = worker::spawn(stray_then_double, 5).unwrap();
+        let pid = handle.pid().unwrap();
+        match handle.join_timeout(Duration::from_secs(20)) {
+            Err(Error::Decode(why)) => assert!(why.contains("out of step"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(gone(pid), "the spawned worker was reaped");
+    });
+}
+
+#[test]
+fn an_idle_worker_killed_from_outside_does_not_fail_the_next_task() {
+    watchdog(|| {
+        let pool = Pool::new(1).unwrap();
+        for round in 0..20 {
+            let pid = pool.spawn(my_pid, ()).join().unwrap();
+            // Killed while idle, and the next task submitted at once: it never reached
+            // that worker, so it runs on a fresh one.
+            let killed = rustix::process::Pid::from_raw(pid as i32).unwrap();
+            rustix::process::kill_process(killed, rustix::process::Signal::KILL).unwrap();
+            assert_eq!(
+                pool.spawn(double, round).join().unwrap(),
+                2 * round,
+                "round {round}"
+            );
+            assert!(ends_within(pid, Duration::from_secs(5)));
+        }
+        // Killed while it runs a task: that task reports the death.
+        let mut running = pool.spawn(sleep_ms, 10_000);
+        let started = Instant::now();
+        let pid = loop {
+            if let Some(pid) = running.pid() {
+                break pid;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10));
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        std::thread::sleep(Duration::from_millis(200)); // it has taken the task
+        let killed = rustix::process::Pid::from_raw(pid as i32).unwrap();
+        rustix::process::kill_process(killed, rustix::process::Signal::KILL).unwrap();
+        match running.join_timeout(Duration::from_secs(20)) {
+            Err(Error::Died(status)) => assert_eq!(status.signal(), Some(libc::SIGKILL)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(pool.spawn(double, 4).join().unwrap(), 8);
+    });
+}
