@@ -9,8 +9,108 @@ use std::io;
 
 use crate::child::Child;
 use crate::socket::{Socket, pair};
+#[cfg(feature = "worker")]
+use crate::sys::process::{close_from as sys_close_from, dup_to as sys_dup_to};
 use crate::sys::process::{exit_immediately as sys_exit, fork as sys_fork};
 use crate::types::Type;
+#[cfg(feature = "worker")]
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Proof that this process has one thread, which holds this value: from
+/// [`fork_alone`], in its child (a fork copies only the calling thread). Not `Send`:
+/// it stays on that thread. Whoever holds it decides whether threads are started.
+#[cfg(feature = "worker")]
+#[derive(Debug)]
+pub(crate) struct Alone {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+/// How many threads this process has, from `/proc/self/task`.
+#[cfg(feature = "worker")]
+pub(crate) fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Forks this process, after checking that it has one thread: then the child may do
+/// anything the parent could (allocate, print, panic), since no lock can be held by a
+/// thread that did not come along. `Ok(Ok(pid))` in the parent, `Ok(Err(Alone))` in
+/// the child.
+///
+/// # Errors
+///
+/// An error naming the thread count if there is more than one thread (nothing forks);
+/// the kernel's error from `fork`.
+#[cfg(feature = "worker")]
+pub(crate) fn fork_alone() -> io::Result<Result<i32, Alone>> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "refusing to fork a process of {threads} threads: only a single-threaded one \
+             forks safely"
+        )));
+    }
+    // SAFETY: this process has one thread (checked just above; only this thread could
+    // have started another since, and it did not), so the child, a copy of this thread,
+    // inherits no lock held by anyone else: all of std works there.
+    Ok(match unsafe { sys_fork()? } {
+        Some(pid) => Ok(pid),
+        None => Err(Alone {
+            _not_send: std::marker::PhantomData,
+        }),
+    })
+}
+
+#[cfg(feature = "worker")]
+impl Alone {
+    /// Replaces the whole environment with `vars`.
+    pub(crate) fn replace_environment(
+        &self,
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    ) {
+        let old: Vec<std::ffi::OsString> = std::env::vars_os().map(|(key, _)| key).collect();
+        for key in old {
+            // SAFETY: `self` proves this process has one thread (the caller's): no other
+            // thread can read or write the environment during the call.
+            unsafe { std::env::remove_var(key) };
+        }
+        for (key, value) in vars {
+            if key.is_empty() || key.as_encoded_bytes().contains(&b'=') {
+                continue; // not a name setenv takes
+            }
+            // SAFETY: as above.
+            unsafe { std::env::set_var(key, value) };
+        }
+    }
+
+    /// Turns this forked child into a process that holds `end` at fd 3, `stdio` at 0,
+    /// 1 and 2, and no other descriptor; `owners` is every value that owned one of this
+    /// process's descriptors (all of them: the server's state), which is leaked, never
+    /// dropped, so that no number is closed twice. The process is also killed if its
+    /// parent ends (`PR_SET_PDEATHSIG`), and exits at once if that already happened.
+    pub(crate) fn become_worker_process<T>(
+        &self,
+        end: OwnedFd,
+        stdio: Vec<OwnedFd>,
+        owners: T,
+    ) -> io::Result<()> {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+        if rustix::process::getppid().is_none_or(|pid| pid.as_raw_nonzero().get() == 1) {
+            exit_immediately(0); // the server is gone already
+        }
+        std::mem::forget(owners);
+        for (number, fd) in stdio.iter().enumerate() {
+            // SAFETY: numbers 0 to 2 are stdio, which no value owns (the server's are
+            // `/dev/null`, opened by its spawn); `self` proves no other thread uses them.
+            unsafe { sys_dup_to(fd.as_fd(), number as i32)? };
+        }
+        // SAFETY: number 3 was the server's end, owned by `owners`, leaked above.
+        unsafe { sys_dup_to(end.as_fd(), 3)? };
+        drop((end, stdio));
+        // SAFETY: every value that owned a descriptor from 4 on was `owners` (leaked
+        // above) or `end` and `stdio` (closed just above); no other thread exists.
+        unsafe { sys_close_from(4) }
+    }
+}
 
 /// Which side of a [`fork`] this process is on, with its end of the pair.
 #[derive(Debug)]

@@ -78,3 +78,50 @@ pub(crate) fn object_base(addr: usize) -> Option<usize> {
     let found = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
     (found != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
 }
+
+/// `close_range(first, ~0, 0)`: closes every descriptor from `first` on (with a loop
+/// over `/proc/self/fd` where the kernel lacks the call, before 5.9).
+///
+/// # Safety
+///
+/// Values of this process may own some of those descriptors: nothing may use or drop
+/// them afterwards (a forked child that never returns to them).
+#[cfg(feature = "worker")]
+pub(crate) unsafe fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range takes plain integers and touches no memory; what it closes
+    // is the caller's concern (above).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let open: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    for fd in open {
+        // SAFETY: as above; closing the directory's own descriptor (already closed) fails
+        // harmlessly with EBADF.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// `dup2(fd, number)`: `number` now refers to what `fd` does (without close-on-exec).
+///
+/// # Safety
+///
+/// Whatever owned `number` before (if anything) must never use or close it again.
+#[cfg(feature = "worker")]
+pub(crate) unsafe fn dup_to(fd: std::os::fd::BorrowedFd<'_>, number: RawFd) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 takes plain integers and touches no memory; `fd` is open for the call
+    // (borrowed); the former owner of `number` is the caller's concern (above).
+    cvt(unsafe { libc::dup2(fd.as_raw_fd(), number) }).map(drop)
+}

@@ -138,12 +138,15 @@ fn run<A: DeserializeOwned, R: Serialize>(function: usize, argument: &[u8]) -> O
 
 /// Takes the worker's end at [`FD`], close-on-exec from here on, if it is a socket.
 ///
-/// Only called by `init` in a process that the environment names as a worker by its own
-/// pid, which only sockpair's spawn writes, between fork and exec, after placing the end
-/// at [`FD`] and closing every other descriptor above 2.
+/// Only called by `init` in a process that the environment names as a worker (or the
+/// fork server) by its own pid, which only sockpair's spawn writes, between fork and
+/// exec, after placing the end at [`FD`] and closing every other descriptor above 2; or
+/// in a worker the fork server forked, after `Alone::become_worker_process` placed the
+/// end there and closed everything else.
 pub(crate) fn claim_end() -> io::Result<Socket> {
-    // SAFETY: the socket at FD was put there by the spawn that started this process as
-    // a worker, and nothing in the process has claimed it before `init`, the only
-    // caller, which runs its worker once and exits.
+    // SAFETY: the socket at FD was put there by the spawn (or the fork server's fork)
+    // that made this process a worker, and nothing in the process claimed it before:
+    // the callers are `init` and the forked worker's start, each of which runs once and
+    // exits without returning to code that could hold the number.
     unsafe { claim_fd(FD) }.map_err(|err| claim_error(&format!("fd {FD}"), &err))
 }

@@ -96,8 +96,11 @@
 //! }
 //! ```
 
+mod client;
 mod entry;
 mod error;
+mod forkserver;
+mod options;
 mod pool;
 mod process;
 mod serve;
@@ -112,6 +115,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use error::Error;
+pub use options::{Options, Stdio};
 pub use pool::Pool;
 pub use serve::init;
 
@@ -166,10 +170,20 @@ where
     A: Serialize + DeserializeOwned,
     R: Serialize + DeserializeOwned,
 {
+    spawn_with(&Options::default(), f, arg)
+}
+
+/// [`spawn`] as `options` say.
+fn spawn_with<A, R>(options: &Options, f: fn(A) -> R, arg: A) -> io::Result<Handle<R>>
+where
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    serve::check_initialized()?;
     let call = Call::of(f)?;
     let (id, request) = wire::request(call, true, &arg)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-    let mut process = Process::start()?;
+    let mut process = Process::start(options)?;
     let early_end = process.send(&request).err();
     Ok(Handle {
         id,

@@ -12,7 +12,8 @@ use serde::de::DeserializeOwned;
 
 use super::entry::Call;
 use super::error::Error;
-use super::process::{NoAnswer, Process};
+use super::options::Options;
+use super::process::{Killer, NoAnswer, Process};
 use super::{Handle, wire};
 
 /// A pool of `n` worker processes that run tasks one at a time each, in the order they
@@ -61,6 +62,8 @@ impl fmt::Debug for Pool {
 struct Shared {
     queue: Mutex<Queue>,
     work: Condvar,
+    /// How workers start, replacements included.
+    options: Options,
 }
 
 struct Queue {
@@ -88,11 +91,14 @@ pub(crate) struct Slot {
 
 enum State {
     Queued,
-    /// A worker runs it. Its process is reaped only after the state has left `Running`
-    /// (under this lock), so a `kill` that sees `Running` never signals a reused pid.
+    /// A worker runs it. A `kill` goes through the worker's pidfd (never to another
+    /// process that got its pid); without pidfds (before Linux 5.3) the worker is our
+    /// own child, reaped only after the state has left `Running` (under this lock), so
+    /// a `kill` by pid that sees `Running` never signals a reused pid either.
     /// `killed`: a kill was sent, so the worker is not reused even if it answered.
     Running {
-        pid: Pid,
+        pid: u32,
+        killer: Killer,
         killed: bool,
     },
     /// Its worker is gone and being reaped, to say how it ended.
@@ -101,8 +107,6 @@ enum State {
     Done(Result<Vec<u8>, Error>),
     Taken,
 }
-
-type Pid = rustix::process::Pid;
 
 impl Slot {
     fn new(state: State) -> Arc<Slot> {
@@ -119,11 +123,15 @@ impl Slot {
     }
 
     /// Moves a queued task to `Running`; `false` if it was killed meanwhile.
-    fn start(&self, pid: Pid) -> bool {
+    fn start(&self, pid: u32, killer: Killer) -> bool {
         let mut state = self.lock();
         match *state {
             State::Queued => {
-                *state = State::Running { pid, killed: false };
+                *state = State::Running {
+                    pid,
+                    killer,
+                    killed: false,
+                };
                 true
             }
             _ => false,
@@ -165,7 +173,7 @@ impl Slot {
     /// The worker's pid while it runs the task.
     pub(crate) fn pid(&self) -> Option<u32> {
         match *self.lock() {
-            State::Running { pid, .. } => Some(pid.as_raw_nonzero().get() as u32),
+            State::Running { pid, .. } => Some(pid),
             _ => None,
         }
     }
@@ -210,10 +218,11 @@ impl Slot {
                 Ok(())
             }
             State::Running {
-                pid,
+                ref killer,
                 ref mut killed,
+                ..
             } => {
-                rustix::process::kill_process(pid, rustix::process::Signal::KILL)?;
+                killer.kill()?;
                 *killed = true;
                 Ok(())
             }
@@ -244,6 +253,11 @@ impl Pool {
     /// error of starting a worker or a thread (then none is left running); an error
     /// naming [`init`](super::init), before anything starts, if it did not run.
     pub fn new(n: usize) -> io::Result<Pool> {
+        Pool::with_options(n, &Options::default())
+    }
+
+    /// [`Pool::new`], its workers started as `options` say.
+    pub(crate) fn with_options(n: usize, options: &Options) -> io::Result<Pool> {
         super::serve::check_initialized()?;
         if n == 0 || n > Pool::MAX_SIZE {
             return Err(io::Error::new(
@@ -261,13 +275,15 @@ impl Pool {
                 closed: false,
             }),
             work: Condvar::new(),
+            options: options.clone(),
         });
         let mut pool = Pool {
             shared,
             threads: Vec::with_capacity(n),
         };
         for index in 0..n {
-            let process = Process::start()?; // a failure drops `pool`: all is ended
+            // A failure drops `pool`: all is ended.
+            let process = Process::start(&pool.shared.options)?;
             let shared = Arc::clone(&pool.shared);
             let thread = std::thread::Builder::new()
                 .name(format!("sockpair-pool-{index}"))
@@ -400,7 +416,7 @@ fn run_task(
                 if let Some(stale) = stale {
                     let _ = stale.kill_and_reap();
                 }
-                match Process::start() {
+                match Process::start(&shared.options) {
                     Ok(worker) => worker,
                     Err(err) => {
                         task.slot.finish(Err(Error::Io(err)));
@@ -409,8 +425,7 @@ fn run_task(
                 }
             }
         };
-        let pid = Pid::from_raw(worker.pid() as i32).expect("a child's pid is positive");
-        if !task.slot.start(pid) {
+        if !task.slot.start(worker.pid(), worker.killer()) {
             return Some(worker); // killed or abandoned while queued
         }
         shared.lock().running[index] = Some(Arc::clone(&task.slot));

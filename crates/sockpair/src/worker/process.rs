@@ -2,19 +2,26 @@
 //! wait for its answers or its end.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::process::ExitStatus;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustix::process::{Pid, PidfdFlags};
+use rustix::process::{Pid, PidfdFlags, Signal};
 
+use super::client::{self, Forked};
 use super::entry::FD;
 use super::error::Error;
+use super::forkserver::SpawnRequest;
+use super::options::{Options, Stdio, dev_null, umask};
 use super::serve::{VAR, check_initialized};
 use crate::channel::Channel;
 use crate::child::Child;
 use crate::error::ErrorKind;
 use crate::shared_word::SharedWord;
+use crate::socket::{Socket, pair};
 use crate::spawn::{Convention, Program, SpawnOptions};
+use crate::types::Type;
 use crate::wait::{Events, PollFd, poll_any, poll_until};
 
 /// How long a worker that answered its last request, or whose end we closed, has to
@@ -40,10 +47,8 @@ pub(crate) enum NoAnswer {
 /// [`wait_ready`](Process::wait_ready), on the end and the process together.
 #[derive(Debug)]
 pub(crate) struct Process {
-    child: Child,
+    owner: Owner,
     channel: Channel<Vec<u8>>,
-    /// Readable once the worker has exited (Linux 5.3); without one, `waitpid` is asked.
-    pidfd: Option<OwnedFd>,
     /// Part of a request is still to be written.
     unsent: bool,
     /// The id of the last request the worker took (it notes each before running it):
@@ -53,24 +58,109 @@ pub(crate) struct Process {
     word: Option<OwnedFd>,
 }
 
+/// Who started the worker, and so how to wait for it and kill it.
+#[derive(Debug)]
+enum Owner {
+    /// This process, with `exec`: our child, and its pidfd (Linux 5.3), readable once it
+    /// has exited; without one, `waitpid` is asked.
+    Exec {
+        child: Child,
+        pidfd: Option<Arc<OwnedFd>>,
+    },
+    /// The fork server, which reaps it and relays its status.
+    Forked(Forked),
+}
+
+impl Owner {
+    fn id(&self) -> u32 {
+        match self {
+            Owner::Exec { child, .. } => child.id(),
+            Owner::Forked(forked) => forked.id(),
+        }
+    }
+
+    fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Owner::Exec { pidfd, .. } => pidfd.as_deref().map(AsFd::as_fd),
+            Owner::Forked(forked) => Some(forked.pidfd()),
+        }
+    }
+
+    fn kill(&mut self) -> io::Result<()> {
+        match self {
+            Owner::Exec { child, .. } => child.kill(),
+            Owner::Forked(forked) => forked.kill(),
+        }
+    }
+
+    /// Its status, if it has exited by `deadline` (`None`: waits as long as it takes).
+    fn wait_until(&mut self, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
+        match self {
+            Owner::Exec {
+                child,
+                pidfd: Some(pidfd),
+            } => match poll_until(&**pidfd, Events::IN, deadline)? {
+                true => child.try_wait(),
+                false => Ok(None),
+            },
+            Owner::Exec { child, pidfd: None } => match deadline {
+                None => child.wait().map(Some),
+                Some(at) => child.wait_timeout(at.saturating_duration_since(Instant::now())),
+            },
+            Owner::Forked(forked) => forked.wait_until(deadline),
+        }
+    }
+}
+
+/// How to kill a worker from another thread: through its pidfd, or by pid where there
+/// is none (before Linux 5.3; see the pool's `State::Running` for why that is safe).
+#[derive(Debug)]
+pub(crate) enum Killer {
+    Pidfd(Arc<OwnedFd>),
+    Pid(Pid),
+}
+
+impl Killer {
+    /// `SIGKILL`; nothing if the worker has exited already.
+    pub(crate) fn kill(&self) -> io::Result<()> {
+        let sent = match self {
+            Killer::Pidfd(pidfd) => rustix::process::pidfd_send_signal(&**pidfd, Signal::KILL),
+            Killer::Pid(pid) => rustix::process::kill_process(*pid, Signal::KILL),
+        };
+        match sent {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+}
+
 impl Process {
-    /// Starts this executable again (`/proc/self/exe`) as a worker, its end at fd 3, no
-    /// other descriptor of ours inherited.
+    /// How another thread kills this worker.
+    pub(crate) fn killer(&self) -> Killer {
+        match &self.owner {
+            Owner::Exec {
+                pidfd: Some(pidfd), ..
+            } => Killer::Pidfd(Arc::clone(pidfd)),
+            Owner::Exec { child, .. } => {
+                Killer::Pid(Pid::from_raw(child.id() as i32).expect("a child's pid is positive"))
+            }
+            Owner::Forked(forked) => Killer::Pidfd(forked.shared_pidfd()),
+        }
+    }
+
+    /// Starts a worker as `options` say: forked by the fork server (started first, if
+    /// none runs), or this executable started again (`/proc/self/exe`); its end at fd 3,
+    /// no other descriptor of ours inherited.
     ///
     /// # Errors
     ///
     /// Before anything starts, if [`init`](super::init) did not run in this process.
-    pub(crate) fn start() -> io::Result<Process> {
+    pub(crate) fn start(options: &Options) -> io::Result<Process> {
         check_initialized()?;
-        let mut program = Program::new("/proc/self/exe");
-        program.pid_var(VAR);
-        let (child, socket) = SpawnOptions::new()
-            .child_fd(FD)
-            .convention(Convention::None)
-            .kill_on_drop(true)
-            .spawn_program(&program)?;
-        let pid = Pid::from_raw(child.id() as i32).expect("a child's pid is positive");
-        let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok();
+        let (owner, socket) = match options.exec {
+            true => start_exec(options)?,
+            false => start_forked(options)?,
+        };
         let mut channel = Channel::new(socket)?;
         channel
             .max_frame_len(usize::MAX)
@@ -78,9 +168,8 @@ impl Process {
             .write_timeout(Some(Duration::ZERO));
         let (taken, word) = SharedWord::new()?;
         Ok(Process {
-            child,
+            owner,
             channel,
-            pidfd,
             unsent: false,
             taken,
             word: Some(word),
@@ -100,8 +189,8 @@ impl Process {
             PollFd::new(self.channel.socket(), Events::IN),
             Some(Instant::now()),
         );
-        let ready = match &self.pidfd {
-            Some(pidfd) => poll_any(&mut [socket, PollFd::new(pidfd, Events::IN)], now),
+        let ready = match self.owner.pidfd() {
+            Some(pidfd) => poll_any(&mut [socket, PollFd::new(&pidfd, Events::IN)], now),
             None => poll_any(&mut [socket], now),
         };
         matches!(ready, Ok(false))
@@ -109,7 +198,7 @@ impl Process {
 
     /// The worker's pid.
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.owner.id()
     }
 
     /// Hands the worker a request: what does not fit in the socket now is written while
@@ -167,11 +256,11 @@ impl Process {
         if self.unsent {
             events |= Events::OUT;
         }
-        let polled = match &self.pidfd {
+        let polled = match self.owner.pidfd() {
             Some(pidfd) => {
                 let mut fds = [
                     PollFd::new(self.channel.socket(), events),
-                    PollFd::new(pidfd, Events::IN),
+                    PollFd::new(&pidfd, Events::IN),
                 ];
                 let ready = poll_any(&mut fds, deadline);
                 ready.map(|ready| (ready, !fds[1].revents().is_empty()))
@@ -181,7 +270,7 @@ impl Process {
                 let until = deadline.map_or(soon, |deadline| deadline.min(soon));
                 let mut fds = [PollFd::new(self.channel.socket(), events)];
                 poll_any(&mut fds, Some(until)).and_then(|ready| {
-                    let exited = self.child.try_wait()?.is_some();
+                    let exited = self.owner.wait_until(Some(Instant::now()))?.is_some();
                     Ok((ready || exited || Some(until) != deadline, exited))
                 })
             }
@@ -228,32 +317,84 @@ impl Process {
 
     /// Reaps the worker, which answered its last request or closed its end: killed
     /// first if it does not exit within [`EXIT_GRACE`].
-    pub(crate) fn reap(&mut self) -> io::Result<std::process::ExitStatus> {
-        let exited = match &self.pidfd {
-            // Our pidfd already watches it: no second one to open.
-            Some(pidfd) => {
-                poll_until(pidfd, Events::IN, Some(Instant::now() + EXIT_GRACE))?;
-                self.child.try_wait()?
-            }
-            None => self.child.wait_timeout(EXIT_GRACE)?,
-        };
-        match exited {
+    pub(crate) fn reap(&mut self) -> io::Result<ExitStatus> {
+        match self.owner.wait_until(Some(Instant::now() + EXIT_GRACE))? {
             Some(status) => Ok(status),
-            None => {
-                self.child.kill()?;
-                self.child.wait()
-            }
+            None => self.kill_and_wait(),
         }
     }
 
     /// Kills the worker (`SIGKILL`) and reaps it: for a worker that is not reused.
-    pub(crate) fn kill_and_reap(mut self) -> io::Result<std::process::ExitStatus> {
-        let _ = self.child.kill();
-        self.child.wait()
+    pub(crate) fn kill_and_reap(mut self) -> io::Result<ExitStatus> {
+        self.kill_and_wait()
+    }
+
+    fn kill_and_wait(&mut self) -> io::Result<ExitStatus> {
+        self.owner.kill()?;
+        let status = self.owner.wait_until(None)?;
+        Ok(status.expect("no deadline"))
     }
 
     /// Kills the worker (`SIGKILL`); it is reaped by [`death`](Process::death).
     pub(crate) fn kill(&mut self) -> io::Result<()> {
-        self.child.kill()
+        self.owner.kill()
     }
+}
+
+/// A worker that is this executable started again with `exec`, set up as `options` say.
+fn start_exec(options: &Options) -> io::Result<(Owner, Socket)> {
+    let mut program = Program::new("/proc/self/exe");
+    if options.env_clear {
+        program.env_clear();
+    }
+    for (key, value) in &options.env {
+        match value {
+            Some(value) => program.env(key, value),
+            None => program.env_remove(key),
+        };
+    }
+    if let Some(dir) = &options.current_dir {
+        program.current_dir(dir);
+    }
+    program.pid_var(VAR);
+    let mut spawn = SpawnOptions::new();
+    spawn
+        .child_fd(FD)
+        .convention(Convention::None)
+        .kill_on_drop(true);
+    for (number, stdio) in (0..).zip(&options.stdio) {
+        if !matches!(stdio, Stdio::Inherit) {
+            let fd = match stdio.resolve(number)? {
+                Some(fd) => fd,
+                None => dev_null(number)?,
+            };
+            spawn.fd(number, fd);
+        }
+    }
+    let (child, socket) = spawn.spawn_program(&program)?;
+    let pid = Pid::from_raw(child.id() as i32).expect("a child's pid is positive");
+    let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty())
+        .ok()
+        .map(Arc::new);
+    Ok((Owner::Exec { child, pidfd }, socket))
+}
+
+/// A worker forked by the fork server, set up as `options` say.
+fn start_forked(options: &Options) -> io::Result<(Owner, Socket)> {
+    let (ours, theirs) = pair(Type::STREAM)?;
+    let mut stdio = Vec::with_capacity(3);
+    let mut null = [false; 3];
+    for (number, choice) in (0..).zip(&options.stdio) {
+        match choice.resolve(number)? {
+            Some(fd) => stdio.push(fd),
+            None => null[number as usize] = true,
+        }
+    }
+    let request = SpawnRequest::new(options.environment(), options.directory()?, umask()?, null);
+    let fds: Vec<BorrowedFd<'_>> = std::iter::once(theirs.as_fd())
+        .chain(stdio.iter().map(AsFd::as_fd))
+        .collect();
+    let server = client::server()?;
+    let (pid, pidfd) = server.spawn(&request, &fds)?;
+    Ok((Owner::Forked(Forked::new(pid, pidfd, server)), ours))
 }

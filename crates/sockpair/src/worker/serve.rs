@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::{self, ThreadId};
 
-use super::entry;
 use super::wire::{self, Answer};
+use super::{entry, forkserver};
 use crate::channel::Channel;
 use crate::shared_word::SharedWord;
 use crate::socket::Socket;
@@ -43,7 +43,17 @@ pub fn init() {
     if value.to_str().and_then(|pid| pid.parse::<u32>().ok()) != Some(std::process::id()) {
         return;
     }
-    let code = match serve() {
+    let served = match std::env::var_os(ROLE) {
+        Some(role) if role == forkserver::SERVER_ROLE => run_server(),
+        _ => serve(),
+    };
+    exit_serving(served)
+}
+
+/// Ends a worker (or the fork server) once it has served: status 0, or 2 with a line
+/// on stderr saying why it could not serve.
+pub(crate) fn exit_serving(served: io::Result<()>) -> ! {
+    let code = match served {
         Ok(()) => 0,
         Err(err) => {
             eprintln!("sockpair worker {}: {err}", std::process::id());
@@ -53,6 +63,18 @@ pub fn init() {
     let _ = io::stdout().flush();
     #[allow(clippy::exit, reason = "a worker ends when its parent is done with it")]
     std::process::exit(code)
+}
+
+/// The variable that, beside [`VAR`], makes a process the fork server.
+pub(crate) const ROLE: &str = "SOCKPAIR_WORKER_ROLE";
+
+/// The fork server's side: its end checked as a worker's is, then served.
+fn run_server() -> io::Result<()> {
+    let socket = entry::claim_end()?;
+    if let Err(why) = check_parent(&socket) {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    }
+    forkserver::run(socket)
 }
 
 /// The variable that makes a process a worker: set to its own pid, so that no
@@ -97,6 +119,19 @@ fn serve() -> io::Result<()> {
         let _ = channel.send(&Answer::NotFound(why.clone()).into_frame(id));
         return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
     }
+    serve_on(channel)
+}
+
+/// A worker forked by the fork server: its end at fd 3 came from the server's parent,
+/// which the server checked as [`serve`] checks its own.
+pub(crate) fn serve_forked() -> io::Result<()> {
+    let mut channel = Channel::<Vec<u8>>::new(entry::claim_end()?)?;
+    channel.max_frame_len(usize::MAX);
+    serve_on(channel)
+}
+
+/// Answers requests on `channel` until the parent closes it (or after a `last` one).
+fn serve_on(mut channel: Channel<Vec<u8>>) -> io::Result<()> {
     // The first request brings the word where this worker notes each request it takes.
     channel.accept_fds(true)?;
     catch_panic_messages(thread::current().id());

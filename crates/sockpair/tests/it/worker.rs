@@ -326,12 +326,23 @@ fn run_self_listing(_: ()) -> (bool, bool, bool) {
 #[test]
 fn a_descendant_that_inherits_the_variable_is_not_a_worker() {
     watchdog(|| {
-        let (own, success, listed) = worker::spawn(run_self_listing, ()).unwrap().join().unwrap();
-        assert!(own, "the worker's variable holds its own pid");
-        assert!(
-            success && listed,
-            "the grandchild ran as the test binary it is"
-        );
+        // An exec'd worker is recognised by the variable holding its own pid; a forked
+        // one needs no variable (it sees this process's environment).
+        for exec in [true, false] {
+            let handle = worker::Options::new()
+                .exec(exec)
+                .spawn(run_self_listing, ())
+                .unwrap();
+            let (own, success, listed) = handle.join().unwrap();
+            assert_eq!(
+                own, exec,
+                "the worker's variable holds its own pid (exec {exec})"
+            );
+            assert!(
+                success && listed,
+                "the grandchild ran as the test binary it is"
+            );
+        }
     });
 }
 

@@ -1,0 +1,286 @@
+//! The parent's side of the fork server: starting it (at the first spawn, again after
+//! it died), asking it for workers, and the exit statuses it relays.
+//!
+//! One control pair (seqpacket) per server, used under one lock: a spawn sends its
+//! request and reads until the reply, keeping the exit notes that come meanwhile; a
+//! wait for a status reads until its note. Notes nobody will take (the worker's handle
+//! is gone) are dropped as they come.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+
+use super::entry::FD;
+use super::forkserver::{Note, SERVER_ROLE, SpawnRequest};
+use super::serve::{ROLE, VAR, check_initialized};
+use crate::channel::Channel;
+use crate::child::Child;
+use crate::error::ErrorKind;
+use crate::spawn::{Convention, Program, SpawnOptions};
+use crate::types::Type;
+use crate::wait::{Events, poll_until};
+
+/// How long a status may take to come once the worker has exited (the server reaps
+/// it at once; this only bounds a server that stopped answering).
+const STATUS_WAIT: Duration = Duration::from_secs(10);
+
+/// How long dropping a worker waits for the server to reap it after the kill.
+const REAP_WAIT: Duration = Duration::from_secs(2);
+
+/// The server of this process, started by the first spawn that needs one.
+static SERVER: Mutex<Option<Arc<Client>>> = Mutex::new(None);
+
+/// A running fork server and our end of its control pair.
+#[derive(Debug)]
+pub(crate) struct Client {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    channel: Channel<Vec<u8>>,
+    server: Child,
+    /// Statuses that came, not yet taken, by pid.
+    exited: HashMap<i32, i32>,
+    /// Workers whose status nobody will take.
+    forgotten: HashSet<i32>,
+    /// Why the server is unusable, once it is.
+    dead: Option<String>,
+}
+
+/// The server to ask: the running one, or a new one if there is none or it died.
+pub(crate) fn server() -> io::Result<Arc<Client>> {
+    let mut current = SERVER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(client) = current.as_ref()
+        && client.lock().dead.is_none()
+    {
+        return Ok(Arc::clone(client));
+    }
+    let client = Arc::new(Client::start()?);
+    *current = Some(Arc::clone(&client));
+    Ok(client)
+}
+
+impl Client {
+    /// Starts this executable again as the fork server, its end of a seqpacket pair at
+    /// fd 3, its stdio `/dev/null` (it keeps none of ours open), no other descriptor.
+    fn start() -> io::Result<Client> {
+        check_initialized()?;
+        let mut program = Program::new("/proc/self/exe");
+        program.pid_var(VAR).env(ROLE, SERVER_ROLE);
+        let mut options = SpawnOptions::new();
+        options
+            .ty(Type::SEQPACKET)
+            .child_fd(FD)
+            .convention(Convention::None)
+            .kill_on_drop(true);
+        for number in 0..3 {
+            options.fd(number, super::options::dev_null(number)?);
+        }
+        let (server, socket) = options.spawn_program(&program)?;
+        let mut channel = Channel::new(socket)?;
+        channel.accept_fds(true)?;
+        Ok(Client {
+            state: Mutex::new(State {
+                channel,
+                server,
+                exited: HashMap::new(),
+                forgotten: HashSet::new(),
+                dead: None,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks the server for a worker: its pid and pidfd.
+    pub(crate) fn spawn(
+        &self,
+        request: &SpawnRequest,
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<(i32, OwnedFd)> {
+        let mut state = self.lock();
+        state.check()?;
+        let frame = postcard::to_allocvec(request).map_err(io::Error::other)?;
+        state.channel.write_timeout(None);
+        if let Err(err) = state.channel.send_with_fds(&frame, fds) {
+            return Err(state.died(&format!("the request could not be sent: {err}")));
+        }
+        loop {
+            let (note, mut fds) = state.next(None)?.expect("no deadline");
+            match note {
+                Note::Spawned { pid } => match fds.pop() {
+                    Some(pidfd) => return Ok((pid, pidfd)),
+                    None => return Err(state.died("a reply came without the worker's pidfd")),
+                },
+                Note::Refused(why) => return Err(io::Error::other(why)),
+                Note::Exited { .. } => {} // kept by `next`
+            }
+        }
+    }
+
+    /// The exit status of worker `pid`, which has exited (its pidfd said so).
+    pub(crate) fn status(&self, pid: i32) -> io::Result<ExitStatus> {
+        let deadline = Instant::now() + STATUS_WAIT;
+        let mut state = self.lock();
+        loop {
+            if let Some(status) = state.exited.remove(&pid) {
+                return Ok(ExitStatus::from_raw(status));
+            }
+            state.check()?;
+            match state.next(Some(deadline))? {
+                Some((Note::Exited { .. }, _)) => {} // kept by `next`: looked for above
+                Some(_) => return Err(state.died("a reply came that no request asked for")),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the fork server did not relay a worker's exit status in 10 s",
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Nobody will ask for worker `pid`'s status.
+    pub(crate) fn forget(&self, pid: i32) {
+        let mut state = self.lock();
+        if state.exited.remove(&pid).is_none() {
+            state.forgotten.insert(pid);
+        }
+    }
+}
+
+impl State {
+    fn check(&self) -> io::Result<()> {
+        match &self.dead {
+            None => Ok(()),
+            Some(why) => Err(io::Error::new(io::ErrorKind::BrokenPipe, why.clone())),
+        }
+    }
+
+    /// Marks the server unusable (killed and reaped), saying why.
+    fn died(&mut self, why: &str) -> io::Error {
+        if self.dead.is_none() {
+            let _ = self.server.kill();
+            let status = self
+                .server
+                .wait()
+                .map_or(String::new(), |s| format!(" ({s})"));
+            self.dead = Some(format!("the worker fork server is gone{status}: {why}"));
+        }
+        io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            self.dead.clone().unwrap_or_default(),
+        )
+    }
+
+    /// The next note, with its descriptors; an exit note is also kept (or dropped, if
+    /// its worker was forgotten). `None` if the deadline passed first.
+    fn next(&mut self, deadline: Option<Instant>) -> io::Result<Option<(Note, Vec<OwnedFd>)>> {
+        let left = deadline.map(|at| at.saturating_duration_since(Instant::now()));
+        if left == Some(Duration::ZERO) {
+            return Ok(None);
+        }
+        self.channel.read_timeout(left);
+        let mut fds = Vec::new();
+        let frame = match self.channel.recv_with_fds(&mut fds) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Err(self.died("it closed its end")),
+            Err(err) if err.kind() == ErrorKind::TimedOut => return Ok(None),
+            Err(err) => return Err(self.died(&format!("reading from it failed: {err}"))),
+        };
+        let note: Note = match postcard::from_bytes(&frame) {
+            Ok(note) => note,
+            Err(err) => return Err(self.died(&format!("it sent a garbled note: {err}"))),
+        };
+        if let Note::Exited { pid, status } = note
+            && !self.forgotten.remove(&pid)
+        {
+            self.exited.insert(pid, status);
+        }
+        Ok(Some((note, fds)))
+    }
+}
+
+/// A worker the fork server forked: its pid, its pidfd (to wait for and kill it, never
+/// another process that got its pid), and the server that reaps it.
+#[derive(Debug)]
+pub(crate) struct Forked {
+    pid: i32,
+    pidfd: Arc<OwnedFd>,
+    server: Arc<Client>,
+    status: Option<ExitStatus>,
+}
+
+impl Forked {
+    pub(crate) fn new(pid: i32, pidfd: OwnedFd, server: Arc<Client>) -> Forked {
+        Forked {
+            pid,
+            pidfd: Arc::new(pidfd),
+            server,
+            status: None,
+        }
+    }
+
+    pub(crate) fn id(&self) -> u32 {
+        self.pid as u32
+    }
+
+    pub(crate) fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+
+    /// `SIGKILL` through the pidfd; nothing once it has exited.
+    pub(crate) fn kill(&mut self) -> io::Result<()> {
+        if self.status.is_some() {
+            return Ok(());
+        }
+        match rustix::process::pidfd_send_signal(&*self.pidfd, Signal::KILL) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Waits until `deadline` (`None`: none) for the worker to exit; its status, which
+    /// the server relays.
+    pub(crate) fn wait_until(
+        &mut self,
+        deadline: Option<Instant>,
+    ) -> io::Result<Option<ExitStatus>> {
+        if self.status.is_some() {
+            return Ok(self.status);
+        }
+        if !poll_until(&*self.pidfd, Events::IN, deadline)? {
+            return Ok(None);
+        }
+        self.status = Some(self.server.status(self.pid)?);
+        Ok(self.status)
+    }
+
+    /// The pidfd, for another thread to kill the worker with.
+    pub(crate) fn shared_pidfd(&self) -> Arc<OwnedFd> {
+        Arc::clone(&self.pidfd)
+    }
+}
+
+impl Drop for Forked {
+    /// Kills the worker if it runs, and waits (a moment at most) until the server has
+    /// reaped it, as dropping a [`Child`] that kills on drop does.
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.kill();
+            let reaped = self.wait_until(Some(Instant::now() + REAP_WAIT));
+            if !matches!(reaped, Ok(Some(_))) {
+                self.server.forget(self.pid);
+            }
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! [`Options`]: how workers start: forked from the fork server (the default) or from a
+//! fresh `exec`, and what they see (environment, working directory, stdio).
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Handle, Pool};
+
+/// Where a worker's standard input, output or error goes.
+#[derive(Clone, Debug, Default)]
+pub enum Stdio {
+    /// This process's own, as it is when the worker starts (the default).
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A descriptor of yours (shared by every worker the options start).
+    Fd(Arc<OwnedFd>),
+}
+
+impl Stdio {
+    /// A descriptor of yours, for every worker these options start.
+    pub fn from_fd(fd: impl Into<OwnedFd>) -> Stdio {
+        Stdio::Fd(Arc::new(fd.into()))
+    }
+
+    /// The descriptor a worker gets as standard stream `number`: `None` for
+    /// [`Stdio::Null`] (or an inherited stream that is closed here).
+    pub(crate) fn resolve(&self, number: i32) -> io::Result<Option<OwnedFd>> {
+        match self {
+            Stdio::Null => Ok(None),
+            Stdio::Fd(fd) => Ok(Some(fd.as_fd().try_clone_to_owned()?)),
+            Stdio::Inherit => {
+                let own = match number {
+                    0 => io::stdin().as_fd().try_clone_to_owned(),
+                    1 => io::stdout().as_fd().try_clone_to_owned(),
+                    _ => io::stderr().as_fd().try_clone_to_owned(),
+                };
+                match own {
+                    Ok(fd) => Ok(Some(fd)),
+                    // Closed here: the worker gets /dev/null rather than nothing.
+                    Err(err) if err.raw_os_error() == Some(libc::EBADF) => Ok(None),
+                    Err(err) => Err(err),
+                }
+            }
+        }
+    }
+}
+
+/// `/dev/null`, for reading (standard input) or writing.
+pub(crate) fn dev_null(number: i32) -> io::Result<OwnedFd> {
+    let file = match number {
+        0 => File::open("/dev/null")?,
+        _ => File::options().write(true).open("/dev/null")?,
+    };
+    Ok(file.into())
+}
+
+/// How to start workers, for [`spawn`](Options::spawn) and [`pool`](Options::pool);
+/// [`worker::spawn`](super::spawn) and [`Pool::new`] use the defaults.
+///
+/// By default a worker is forked from the **fork server**: a copy of this executable
+/// started once (at the first spawn), small and single-threaded however large or
+/// threaded this process is, which forks each worker on request. That costs a fraction
+/// of an `exec`, and is safe from any parent. Each worker still sees what a fresh child
+/// of this process would: this process's environment, working directory, umask and
+/// stdio as they are at the spawn, with the changes made here. [`exec`](Options::exec)
+/// starts each worker from a fresh process image instead.
+///
+/// ```
+/// # sockpair::worker::init_before_main!();
+/// use sockpair::worker::{Options, Stdio};
+///
+/// fn greeting(_: ()) -> String {
+///     std::env::var("GREETING").unwrap_or_default()
+/// }
+///
+/// let mut options = Options::new();
+/// options.env("GREETING", "hello").stdout(Stdio::Null);
+/// assert_eq!(options.spawn(greeting, ())?.join()?, "hello");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub(crate) env: Vec<(OsString, Option<OsString>)>,
+    pub(crate) env_clear: bool,
+    pub(crate) current_dir: Option<PathBuf>,
+    pub(crate) stdio: [Stdio; 3],
+    pub(crate) exec: bool,
+}
+
+impl Options {
+    /// The defaults: from the fork server, this process's environment, working
+    /// directory and stdio.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Sets a variable in the workers' environment.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
+        self.env
+            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Removes a variable from the workers' environment.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
+        self.env.push((key.as_ref().to_owned(), None));
+        self
+    }
+
+    /// Starts the workers' environment empty (the variables set after this still are).
+    pub fn env_clear(&mut self) -> &mut Self {
+        self.env.clear();
+        self.env_clear = true;
+        self
+    }
+
+    /// The workers' working directory (relative: to this process's, at the spawn).
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
+        self.current_dir = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The workers' standard input.
+    pub fn stdin(&mut self, stdio: Stdio) -> &mut Self {
+        self.stdio[0] = stdio;
+        self
+    }
+
+    /// The workers' standard output.
+    pub fn stdout(&mut self, stdio: Stdio) -> &mut Self {
+        self.stdio[1] = stdio;
+        self
+    }
+
+    /// The workers' standard error.
+    pub fn stderr(&mut self, stdio: Stdio) -> &mut Self {
+        self.stdio[2] = stdio;
+        self
+    }
+
+    /// `true`: each worker is this executable started again with `exec` (a fresh
+    /// process image, as code that must start from one needs); `false` (the default):
+    /// forked from the fork server.
+    pub fn exec(&mut self, exec: bool) -> &mut Self {
+        self.exec = exec;
+        self
+    }
+
+    /// Runs `f(arg)` in a new worker started as these options say; see
+    /// [`worker::spawn`](super::spawn).
+    ///
+    /// # Errors
+    ///
+    /// As [`worker::spawn`](super::spawn); and the fork server's refusal or death, or a
+    /// working directory that cannot be used.
+    pub fn spawn<A, R>(&self, f: fn(A) -> R, arg: A) -> io::Result<Handle<R>>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        super::spawn_with(self, f, arg)
+    }
+
+    /// A [`Pool`] of `n` workers started as these options say (replacements too).
+    ///
+    /// # Errors
+    ///
+    /// As [`Pool::new`].
+    pub fn pool(&self, n: usize) -> io::Result<Pool> {
+        Pool::with_options(n, self)
+    }
+
+    /// The environment a worker sees: this process's (unless cleared) with the changes.
+    pub(crate) fn environment(&self) -> Vec<(OsString, OsString)> {
+        let mut vars: Vec<(OsString, OsString)> = match self.env_clear {
+            true => Vec::new(),
+            false => std::env::vars_os().collect(),
+        };
+        for (key, value) in &self.env {
+            vars.retain(|(have, _)| have != key);
+            if let Some(value) = value {
+                vars.push((key.clone(), value.clone()));
+            }
+        }
+        vars
+    }
+
+    /// The working directory a worker starts in, absolute.
+    pub(crate) fn directory(&self) -> io::Result<PathBuf> {
+        let here = std::env::current_dir()?;
+        Ok(match &self.current_dir {
+            Some(dir) => here.join(dir),
+            None => here,
+        })
+    }
+}
+
+/// This process's umask, read from `/proc/self/status` (changing it to read it would
+/// race with other threads).
+pub(crate) fn umask() -> io::Result<u32> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Umask:"))
+        .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
+        .ok_or_else(|| io::Error::other("/proc/self/status has no Umask line"))
+}
