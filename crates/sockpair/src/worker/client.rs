@@ -11,6 +11,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,9 @@ static SERVER: Mutex<Option<Arc<Client>>> = Mutex::new(None);
 #[derive(Debug)]
 pub(crate) struct Client {
     state: Mutex<State>,
+    /// Set once the server is unusable: read without the lock, which a spawn waiting
+    /// for the server holds.
+    gone: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -58,7 +62,7 @@ struct State {
 pub(crate) fn server() -> io::Result<Arc<Client>> {
     let mut current = SERVER.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(client) = current.as_ref()
-        && client.lock().dead.is_none()
+        && !client.gone.load(Ordering::Acquire)
     {
         return Ok(Arc::clone(client));
     }
@@ -94,11 +98,15 @@ impl Client {
                 forgotten: HashSet::new(),
                 dead: None,
             }),
+            gone: AtomicBool::new(false),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> Guard<'_> {
+        Guard {
+            state: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            gone: &self.gone,
+        }
     }
 
     /// Asks the server for a worker: its pid and pidfd.
@@ -154,6 +162,34 @@ impl Client {
         let mut state = self.lock();
         if state.exited.remove(&pid).is_none() {
             state.forgotten.insert(pid);
+        }
+    }
+}
+
+/// The locked state, which marks the client gone as the lock is released if the server
+/// died meanwhile.
+struct Guard<'a> {
+    state: MutexGuard<'a, State>,
+    gone: &'a AtomicBool,
+}
+
+impl std::ops::Deref for Guard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Guard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        if self.state.dead.is_some() {
+            self.gone.store(true, Ordering::Release);
         }
     }
 }

@@ -215,15 +215,29 @@ fn worker_parent() -> i32 {
     // SAFETY: this process runs no other thread yet (the mode runs before main).
     unsafe { std::env::remove_var(MODE) };
     sockpair::worker::init(); // whichever pre-main hook the loader runs first
-    let _handle = sockpair::worker::spawn(
-        |ms: u64| {
-            println!("{}", std::process::id());
-            std::thread::sleep(std::time::Duration::from_millis(ms))
-        },
-        60_000,
-    )
-    .unwrap();
+    // One worker forked by the fork server, one exec'd: each prints its pid and its
+    // parent's (the server's, or this process's).
+    let handles: Vec<_> = [false, true]
+        .into_iter()
+        .map(|exec| {
+            sockpair::worker::Options::new()
+                .exec(exec)
+                .spawn(
+                    |ms: u64| {
+                        println!(
+                            "{} {}",
+                            std::process::id(),
+                            std::os::unix::process::parent_id()
+                        );
+                        std::thread::sleep(std::time::Duration::from_millis(ms))
+                    },
+                    60_000,
+                )
+                .unwrap()
+        })
+        .collect();
     std::thread::sleep(std::time::Duration::from_secs(60));
+    drop(handles);
     0
 }
 

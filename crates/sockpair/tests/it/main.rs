@@ -7,6 +7,8 @@ mod cred;
 mod fds;
 mod feed;
 mod fork;
+#[cfg(feature = "worker")]
+mod forkserver;
 mod interop;
 mod io;
 mod pair;

@@ -1,0 +1,244 @@
+//! The worker fork server: a threaded parent, what each worker sees, the server's death,
+//! and its one thread. Workers here are copies of this test binary (see `main.rs`).
+
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sockpair::worker::{self, Error, Options, Stdio};
+
+use crate::util::{in_fresh_process, watchdog};
+
+fn double(x: i64) -> i64 {
+    x * 2
+}
+
+fn sleep_ms(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// The worker's parent: the fork server, for a forked worker.
+fn parent(_: ()) -> u32 {
+    std::os::unix::process::parent_id()
+}
+
+/// How many threads process `pid` has.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(Iterator::count)
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_threaded_parent_spawns_1000_workers_through_the_server() {
+    watchdog(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        // Eight threads busy in malloc and free, and one holding a lock throughout: a
+        // fork of this process would inherit both held.
+        let mut busy = Vec::new();
+        for seed in 0..8usize {
+            let stop = Arc::clone(&stop);
+            busy.push(std::thread::spawn(move || {
+                let mut kept: Vec<Vec<u8>> = Vec::new();
+                let mut n = seed;
+                while !stop.load(Ordering::Relaxed) {
+                    n = n.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    kept.push(vec![n as u8; 16 + n % 4096]);
+                    if kept.len() > 64 {
+                        kept.swap_remove(n % kept.len());
+                    }
+                }
+            }));
+        }
+        let lock = Arc::new(Mutex::new(()));
+        let held = {
+            let (lock, stop) = (Arc::clone(&lock), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let _guard = lock.lock().unwrap();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            })
+        };
+        let server = worker::spawn(parent, ()).unwrap().join().unwrap();
+        assert_ne!(
+            server,
+            std::process::id(),
+            "forked by the server, not by us"
+        );
+        for x in 0..1000i64 {
+            let handle = worker::spawn(double, x).unwrap();
+            assert_eq!(handle.join().unwrap(), 2 * x);
+            if x % 100 == 0 {
+                assert_eq!(threads_of(server), 1, "the fork server has one thread");
+            }
+        }
+        assert_eq!(
+            worker::spawn(parent, ()).unwrap().join().unwrap(),
+            server,
+            "one server served them all"
+        );
+        stop.store(true, Ordering::Relaxed);
+        for thread in busy {
+            thread.join().unwrap();
+        }
+        held.join().unwrap();
+    });
+}
+
+/// What a worker sees: a variable, its working directory, its stdin read to the end;
+/// it writes a line on stdout and on stderr.
+fn surroundings(name: String) -> (Option<String>, String, String) {
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).unwrap();
+    println!("out {name}");
+    eprintln!("err {name}");
+    let dir = std::env::current_dir().unwrap().display().to_string();
+    (std::env::var(&name).ok(), dir, input)
+}
+
+#[test]
+fn options_set_the_environment_directory_and_stdio_on_both_paths() {
+    watchdog(|| {
+        let dir = std::env::temp_dir().canonicalize().unwrap();
+        for exec in [false, true] {
+            let (mut stdin_read, mut stdin_write) = std::io::pipe().unwrap();
+            let (mut out_read, out_write) = std::io::pipe().unwrap();
+            let (mut err_read, err_write) = std::io::pipe().unwrap();
+            let mut options = Options::new();
+            options
+                .exec(exec)
+                .env("SOCKPAIR_TEST_GREETING", "hello")
+                .current_dir(&dir)
+                .stdin(Stdio::from_fd(stdin_read.try_clone().unwrap()))
+                .stdout(Stdio::from_fd(out_write))
+                .stderr(Stdio::from_fd(err_write));
+            stdin_write.write_all(b"input").unwrap();
+            drop(stdin_write);
+            let handle = options
+                .spawn(surroundings, "SOCKPAIR_TEST_GREETING".to_owned())
+                .unwrap();
+            let (value, cwd, input) = handle.join().unwrap();
+            assert_eq!(value.as_deref(), Some("hello"), "exec {exec}");
+            assert_eq!(cwd, dir.display().to_string(), "exec {exec}");
+            assert_eq!(input, "input", "exec {exec}");
+            drop(options); // the last copies of the write ends
+            let mut out = String::new();
+            out_read.read_to_string(&mut out).unwrap();
+            assert_eq!(out, "out SOCKPAIR_TEST_GREETING\n", "exec {exec}");
+            let mut err = String::new();
+            err_read.read_to_string(&mut err).unwrap();
+            assert_eq!(err, "err SOCKPAIR_TEST_GREETING\n", "exec {exec}");
+            drop(stdin_read.read(&mut [0]).ok());
+
+            // Cleared, and null stdio: nothing to read, nothing seen.
+            let mut options = Options::new();
+            options
+                .exec(exec)
+                .env_clear()
+                .env("ONLY", "this")
+                .stdin(Stdio::Null)
+                .stdout(Stdio::Null)
+                .stderr(Stdio::Null);
+            let (value, _, input) = options
+                .spawn(surroundings, "PATH".to_owned())
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!((value, input), (None, String::new()), "exec {exec}");
+            let (only, _, _) = options
+                .spawn(surroundings, "ONLY".to_owned())
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(only.as_deref(), Some("this"), "exec {exec}");
+        }
+    });
+}
+
+/// The environment and directory this process has at each spawn, not at the first.
+#[test]
+fn changes_after_the_first_spawn_are_seen_by_the_next_worker() {
+    in_fresh_process("forkserver::changes_after_the_first_spawn_inner");
+}
+
+#[test]
+#[ignore = "run alone in a fresh process by changes_after_the_first_spawn_are_seen_by_the_next_worker"]
+fn changes_after_the_first_spawn_inner() {
+    let stdin = || Options::new().stdin(Stdio::Null).clone();
+    let name = "SOCKPAIR_TEST_CHANGED".to_owned();
+    let (before, first_dir, _) = stdin()
+        .spawn(surroundings, name.clone())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(before, None);
+    // SAFETY: this process runs this one test; no other thread reads the environment.
+    unsafe { std::env::set_var(&name, "later") };
+    let dir = std::env::temp_dir().canonicalize().unwrap();
+    assert_ne!(first_dir, dir.display().to_string());
+    std::env::set_current_dir(&dir).unwrap();
+    let (after, later_dir, _) = stdin()
+        .spawn(surroundings, name.clone())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(after.as_deref(), Some("later"));
+    assert_eq!(later_dir, dir.display().to_string());
+    // SAFETY: as above.
+    unsafe { std::env::remove_var(&name) };
+    let (removed, _, _) = stdin().spawn(surroundings, name).unwrap().join().unwrap();
+    assert_eq!(removed, None);
+}
+
+#[test]
+fn the_servers_death_fails_pending_spawns_and_joins_at_once_and_a_new_one_starts() {
+    // A server of its own: killing the one the other tests share would fail them.
+    in_fresh_process("forkserver::the_servers_death_inner");
+}
+
+#[test]
+#[ignore = "run alone in a fresh process by the_servers_death_fails_pending_spawns_and_joins_at_once_and_a_new_one_starts"]
+fn the_servers_death_inner() {
+    let server = worker::spawn(parent, ()).unwrap().join().unwrap();
+    let server_pid = rustix::process::Pid::from_raw(server as i32).unwrap();
+    // Ten workers busy for a minute, each joined on a thread of its own.
+    let mut pending = Vec::new();
+    for _ in 0..10 {
+        let handle = worker::spawn(sleep_ms, 60_000).unwrap();
+        pending.push(std::thread::spawn(move || {
+            let result = handle.join().map(drop);
+            (result, Instant::now())
+        }));
+    }
+    // Ten spawns waiting on the server, stopped so that none is answered.
+    rustix::process::kill_process(server_pid, rustix::process::Signal::STOP).unwrap();
+    for _ in 0..10 {
+        pending.push(std::thread::spawn(|| {
+            let result = worker::spawn(sleep_ms, 1).map(drop).map_err(Error::Io);
+            (result, Instant::now())
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    rustix::process::kill_process(server_pid, rustix::process::Signal::KILL).unwrap();
+    for thread in pending {
+        let (result, at) = thread.join().unwrap();
+        assert!(result.is_err(), "{result:?}");
+        let after = at.saturating_duration_since(killed);
+        assert!(
+            after < Duration::from_secs(1),
+            "returned {after:?} after the kill"
+        );
+    }
+    // The next spawn starts a new server.
+    assert_eq!(worker::spawn(double, 21).unwrap().join().unwrap(), 42);
+    let new_server = worker::spawn(parent, ()).unwrap().join().unwrap();
+    assert_ne!(new_server, server);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{server}")).exists(),
+        "the dead server was reaped"
+    );
+}
