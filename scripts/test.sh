@@ -20,3 +20,7 @@ fi
 cargo test --workspace --all-features "$@"
 # The library without its optional features (serde) must build and pass too.
 cargo test -p sockpair --no-default-features "$@"
+# Under panic = "abort" a worker's panic message still comes back: the example built
+# that way, in a target directory of its own (the strategy changes every crate).
+CARGO_PROFILE_DEV_PANIC=abort CARGO_TARGET_DIR=target/panic-abort \
+  cargo run -q -p sockpair --features worker --example worker_panic

@@ -49,6 +49,22 @@ fn main() -> ExitCode {
         Err(err) if err.to_string().contains("sockpair::worker::init()") => {}
         Err(err) => failures.push(format!("Pool::new: an error not naming init(): {err}")),
     }
+    // Both ways of starting a worker: from the fork server and with exec.
+    for exec in [false, true] {
+        let mut options = worker::Options::new();
+        options.exec(exec);
+        if let Ok(handle) = options.spawn(double, 21) {
+            failures.push(format!(
+                "Options (exec {exec}) spawned {:?} without init()",
+                handle.pid()
+            ));
+        }
+        if options.pool(1).is_ok() {
+            failures.push(format!(
+                "Options (exec {exec}) started a pool without init()"
+            ));
+        }
+    }
     let left = children();
     if !left.is_empty() {
         failures.push(format!("processes were started: {left:?}"));

@@ -4,7 +4,7 @@
 use std::io::{self, Write};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, ThreadId};
 
 use super::wire::{self, Answer};
@@ -134,7 +134,12 @@ pub(crate) fn serve_forked() -> io::Result<()> {
 fn serve_on(mut channel: Channel<Vec<u8>>) -> io::Result<()> {
     // The first request brings the word where this worker notes each request it takes.
     channel.accept_fds(true)?;
-    catch_panic_messages(thread::current().id());
+    // Under `panic = "abort"` a panic is answered from the hook, before the abort.
+    let last_words = match cfg!(panic = "abort") {
+        true => Some(channel.socket().try_clone()?),
+        false => None,
+    };
+    catch_panic_messages(thread::current().id(), last_words);
     let mut taken: Option<SharedWord> = None;
     let mut fds = Vec::new();
     loop {
@@ -159,6 +164,7 @@ fn serve_on(mut channel: Channel<Vec<u8>>) -> io::Result<()> {
         if let Some(taken) = &taken {
             taken.store(request.id);
         }
+        RUNNING.store(request.id, Ordering::Relaxed);
         // While the function runs nothing more comes from the parent: the end turns
         // readable only when the parent is gone, and then SIGIO ends this process.
         channel.socket().end_process_on_hang_up(true)?;
@@ -202,17 +208,27 @@ fn run(call: entry::Call, argument: &[u8]) -> Answer {
     }
 }
 
+/// The id of the request whose function runs, for an answer from the panic hook.
+static RUNNING: AtomicU64 = AtomicU64::new(wire::UNREAD);
+
 /// Keeps the message and location of a panic on the worker's thread for the answer,
 /// printing nothing: the parent gets it as [`Error::Panicked`](super::Error::Panicked),
 /// and std's line ("thread 'main' panicked at ...") on the shared stderr would read as
-/// the parent's. A panic on another thread of the worker (one the function started)
-/// is printed as one line that names the worker.
-fn catch_panic_messages(worker: ThreadId) {
+/// the parent's. With `last_words` (a copy of the worker's end: under `panic =
+/// "abort"`, where nothing runs after the hook) the hook sends the answer itself. A
+/// panic on another thread of the worker (one the function started) is printed as one
+/// line that names the worker.
+fn catch_panic_messages(worker: ThreadId, last_words: Option<Socket>) {
     panic::set_hook(Box::new(move |info| {
         let message = payload_text(info.payload());
         let location = info.location().map(ToString::to_string);
         let thread = thread::current();
         if thread.id() == worker {
+            if let Some(end) = &last_words {
+                let answer = Answer::Panicked(message, location);
+                let _ = send_from_hook(end, &answer.into_frame(RUNNING.load(Ordering::Relaxed)));
+                return;
+            }
             *PANIC
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((message, location));
@@ -225,6 +241,26 @@ fn catch_panic_messages(worker: ThreadId) {
             );
         }
     }));
+}
+
+/// Writes one answer frame on the worker's end, whole, from the panic hook (the
+/// channel that owns the end is not reachable there, and sends nothing meanwhile: its
+/// function is running).
+fn send_from_hook(end: &Socket, answer: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::with_capacity(answer.len() + 4);
+    crate::frame::write_frame(&mut frame, crate::frame::Framing::Length, answer)?;
+    let mut rest = &frame[..];
+    while !rest.is_empty() {
+        match end.send(rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                poll_until(end, Events::OUT, None)?;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
