@@ -2,8 +2,13 @@
 //! Rust crate for the job) and against a plain `Command::spawn` + wait of this same
 //! binary (the floor: what starting the process costs at all).
 //!
-//! - spawn-to-result: `worker::spawn(f, 1).join()`, `procspawn::spawn(1, f).join()`,
+//! - spawn-to-result, 64-byte argument and result: `worker::spawn(f, arg).join()` from
+//!   the fork server (the default) and with `exec`, `procspawn::spawn(arg, f).join()`,
 //!   and `Command::new(this binary)` that exits at once in `main`;
+//! - the same from this process grown to 1 GiB touched and 8 threads busy in
+//!   `malloc`/`free` (at `SCHED_IDLE`, so that they take only time nobody else wants);
+//! - replacing a dead pool worker: a task that ends its worker, then one that needs a
+//!   new one, fork server against `exec`;
 //! - pool: 2 workers, batches of tasks with a 64-byte argument and a 64-byte result,
 //!   `worker::Pool` against `procspawn::Pool`, as tasks per second.
 //!
@@ -12,6 +17,8 @@
 //! `cargo bench -p sockpair-benches --bench worker`
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use sockpair::worker;
@@ -27,6 +34,52 @@ const TASKS_PER_ROUND: usize = 2000;
 
 fn trivial(x: u64) -> u64 {
     x + 1
+}
+
+fn die(_: ()) {
+    std::process::exit(0)
+}
+
+/// This process grown: 1 GiB allocated and touched, and 8 threads allocating and
+/// freeing at `SCHED_IDLE`; the threads stop when the value is dropped.
+fn grow_and_busy() -> impl Drop {
+    struct Busy {
+        _memory: Vec<u8>,
+        stop: Arc<AtomicBool>,
+        threads: Vec<std::thread::JoinHandle<()>>,
+    }
+    impl Drop for Busy {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            for thread in self.threads.drain(..) {
+                thread.join().unwrap();
+            }
+        }
+    }
+    let memory = vec![1u8; 1 << 30];
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = (0..8)
+        .map(|seed: usize| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                sockpair_benches::run_idle();
+                let mut kept: Vec<Vec<u8>> = Vec::new();
+                let mut n = seed;
+                while !stop.load(Ordering::Relaxed) {
+                    n = n.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    kept.push(vec![n as u8; 16 + n % 4096]);
+                    if kept.len() > 64 {
+                        kept.swap_remove(n % kept.len());
+                    }
+                }
+            })
+        })
+        .collect();
+    Busy {
+        _memory: memory,
+        stop,
+        threads,
+    }
 }
 
 fn echo64(mut bytes: Vec<u8>) -> Vec<u8> {
@@ -50,36 +103,95 @@ fn main() {
         None => println!("could not pin to one CPU; numbers will be noisier"),
     }
     let exe = std::env::current_exe().unwrap();
+    let argument = vec![7u8; 64];
+    let forked = worker::Options::new();
+    let mut exec = worker::Options::new();
+    exec.exec(true);
     let mut plain = || {
         let status = Command::new(&exe).env(PLAIN, "1").status().unwrap();
         assert!(status.success());
     };
-    let mut ours = || assert_eq!(worker::spawn(trivial, 1).unwrap().join().unwrap(), 2);
-    let mut theirs = || assert_eq!(procspawn::spawn(1, trivial).join().unwrap(), 2);
+    let mut from_server = || {
+        let handle = forked.spawn(echo64, argument.clone()).unwrap();
+        assert_eq!(handle.join().unwrap().len(), 64);
+    };
+    let mut exec_spawn = || {
+        let handle = exec.spawn(echo64, argument.clone()).unwrap();
+        assert_eq!(handle.join().unwrap().len(), 64);
+    };
+    let mut theirs = || {
+        let handle = procspawn::spawn(argument.clone(), echo64);
+        assert_eq!(handle.join().unwrap().len(), 64);
+    };
     let times = interleaved(
         SPAWN_ROUNDS,
         SPAWNS_PER_ROUND,
-        &mut [&mut plain, &mut ours, &mut theirs],
+        &mut [&mut plain, &mut from_server, &mut exec_spawn, &mut theirs],
     );
     println!(
-        "\nspawn-to-result of a trivial function ({SPAWN_ROUNDS} rounds x {SPAWNS_PER_ROUND})"
+        "\nspawn-to-result, 64-byte argument and result ({SPAWN_ROUNDS} rounds x {SPAWNS_PER_ROUND})"
     );
     println!(
-        "{:<28} {:>12} {:>16} {:>16}",
+        "{:<36} {:>12} {:>16} {:>16}",
         "", "time", "vs procspawn", "vs plain spawn"
     );
     let row = |name: &str, t: Duration| {
         println!(
-            "{name:<28} {t:>12?} {:>15.2}x {:>15.2}x",
-            t.as_secs_f64() / times[2].as_secs_f64(),
+            "{name:<36} {t:>12?} {:>15.2}x {:>15.2}x",
+            t.as_secs_f64() / times[3].as_secs_f64(),
             t.as_secs_f64() / times[0].as_secs_f64()
         )
     };
     row("Command::spawn + wait", times[0]);
-    row("sockpair worker::spawn", times[1]);
-    row("procspawn::spawn", times[2]);
+    row("sockpair worker::spawn (fork server)", times[1]);
+    row("sockpair worker::spawn (exec)", times[2]);
+    row("procspawn::spawn", times[3]);
 
-    let argument = vec![7u8; 64];
+    // Replacing a dead pool worker: one task ends its worker, the next needs a new one.
+    let pools = [forked.pool(1).unwrap(), exec.pool(1).unwrap()];
+    let replace = |pool: &worker::Pool| {
+        assert!(pool.spawn(die, ()).join().is_err());
+        assert_eq!(pool.spawn(trivial, 1).join().unwrap(), 2);
+    };
+    let (first, second) = (&pools[0], &pools[1]);
+    let replaced = interleaved(
+        SPAWN_ROUNDS,
+        SPAWNS_PER_ROUND,
+        &mut [&mut || replace(first), &mut || replace(second)],
+    );
+    drop(pools);
+    println!("\nreplacing a dead pool worker (a task that exits it, then the next task)");
+    println!(
+        "{:<36} {:>12?} {:>15.2}x (vs exec)",
+        "fork server",
+        replaced[0],
+        replaced[0].as_secs_f64() / replaced[1].as_secs_f64()
+    );
+    println!("{:<36} {:>12?}", "exec", replaced[1]);
+
+    // The same spawns from a large, busy parent.
+    let small = times[1];
+    let big = grow_and_busy();
+    let big_times = interleaved(
+        SPAWN_ROUNDS,
+        SPAWNS_PER_ROUND,
+        &mut [&mut from_server, &mut exec_spawn],
+    );
+    println!("\nfrom this process with 1 GiB touched and 8 threads busy in malloc/free");
+    println!(
+        "{:<36} {:>12?} {:>15.2}x (vs the small parent)",
+        "fork server",
+        big_times[0],
+        big_times[0].as_secs_f64() / small.as_secs_f64()
+    );
+    println!(
+        "{:<36} {:>12?} {:>15.2}x (vs the small parent)",
+        "exec",
+        big_times[1],
+        big_times[1].as_secs_f64() / times[2].as_secs_f64()
+    );
+    drop(big);
+
     let ours = worker::Pool::new(2).unwrap();
     let theirs = procspawn::Pool::new(2).unwrap();
     let mut samples = [Vec::new(), Vec::new()];

@@ -20,6 +20,18 @@ pub fn pin_to_one_cpu() -> Option<usize> {
     Some(cpu)
 }
 
+/// Puts the calling thread at `SCHED_IDLE`: it runs only when nothing else wants the
+/// CPU (for load that must not take time from what is measured).
+pub fn run_idle() {
+    // SAFETY: a zeroed sched_param is valid (priority 0, which SCHED_IDLE requires);
+    // sched_setscheduler only reads it; pid 0 is the calling thread.
+    let rc = unsafe {
+        let param: libc::sched_param = std::mem::zeroed();
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param)
+    };
+    assert_eq!(rc, 0, "SCHED_IDLE: {}", std::io::Error::last_os_error());
+}
+
 /// The median of `samples` (which it sorts).
 pub fn median(samples: &mut [Duration]) -> Duration {
     samples.sort();

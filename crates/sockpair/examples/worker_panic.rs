@@ -10,7 +10,11 @@ fn boom(n: u32) -> u32 {
 
 fn main() {
     sockpair::worker::init();
-    let strategy = if cfg!(panic = "abort") { "abort" } else { "unwind" };
+    let strategy = if cfg!(panic = "abort") {
+        "abort"
+    } else {
+        "unwind"
+    };
     let mut ok = true;
     for exec in [false, true] {
         let mut options = Options::new();

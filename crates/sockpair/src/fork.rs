@@ -25,10 +25,57 @@ pub(crate) struct Alone {
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
-/// How many threads this process has, from `/proc/self/task`.
+/// How many threads this process has: `num_threads` of `/proc/self/stat`.
 #[cfg(feature = "worker")]
 pub(crate) fn thread_count() -> io::Result<usize> {
-    Ok(std::fs::read_dir("/proc/self/task")?.count())
+    static STAT: ProcSelf = ProcSelf::new("stat");
+    let stat = STAT.read()?;
+    // The fields after the command name (which may hold anything, `)` included):
+    // state is the 3rd field of the line, num_threads the 20th.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
+        .and_then(|threads| threads.parse().ok())
+        .ok_or_else(|| io::Error::other("/proc/self/stat has no thread count"))
+}
+
+/// A file of `/proc/self`, kept open and read again from its start each time (the
+/// kernel writes it anew): cheaper than opening it for every read. Reopened in a child
+/// of the process that opened it (the open file names that process).
+#[cfg(feature = "worker")]
+pub(crate) struct ProcSelf {
+    name: &'static str,
+    file: std::sync::Mutex<Option<(u32, std::fs::File)>>,
+}
+
+#[cfg(feature = "worker")]
+impl ProcSelf {
+    pub(crate) const fn new(name: &'static str) -> ProcSelf {
+        ProcSelf {
+            name,
+            file: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The whole file, as the kernel writes it now.
+    pub(crate) fn read(&self) -> io::Result<String> {
+        use std::os::unix::fs::FileExt;
+        let mut kept = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = std::process::id();
+        let file = match kept.take() {
+            Some((opened_by, file)) if opened_by == pid => file,
+            _ => std::fs::File::open(format!("/proc/self/{}", self.name))?,
+        };
+        let mut text = Vec::with_capacity(2048);
+        let mut chunk = [0; 2048];
+        loop {
+            match file.read_at(&mut chunk, text.len() as u64)? {
+                0 => break,
+                n => text.extend_from_slice(&chunk[..n]),
+            }
+        }
+        *kept = Some((pid, file));
+        String::from_utf8(text).map_err(io::Error::other)
+    }
 }
 
 /// Forks this process, after checking that it has one thread: then the child may do
@@ -60,23 +107,47 @@ pub(crate) fn fork_alone() -> io::Result<Result<i32, Alone>> {
     })
 }
 
+/// Removes `keys` from the environment if this process has one thread (the fork
+/// server, at its start: the variables that made it the server are no worker's).
+#[cfg(feature = "worker")]
+pub(crate) fn remove_env_alone(keys: &[&str]) -> io::Result<()> {
+    if thread_count()? != 1 {
+        return Err(io::Error::other(
+            "the environment is changed only with one thread",
+        ));
+    }
+    for key in keys {
+        // SAFETY: this process has one thread (checked just above, and only this
+        // thread could have started another since): nothing else reads the environment.
+        unsafe { std::env::remove_var(key) };
+    }
+    Ok(())
+}
+
 #[cfg(feature = "worker")]
 impl Alone {
-    /// Replaces the whole environment with `vars`.
-    pub(crate) fn replace_environment(
-        &self,
-        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
-    ) {
-        let old: Vec<std::ffi::OsString> = std::env::vars_os().map(|(key, _)| key).collect();
-        for key in old {
-            // SAFETY: `self` proves this process has one thread (the caller's): no other
-            // thread can read or write the environment during the call.
-            unsafe { std::env::remove_var(key) };
+    /// Makes the environment exactly `vars`, changing only what differs (usually
+    /// nothing: the fork server's environment is its parent's).
+    pub(crate) fn replace_environment(&self, vars: Vec<(std::ffi::OsString, std::ffi::OsString)>) {
+        if std::env::vars_os().eq(vars.iter().cloned()) {
+            return;
         }
-        for (key, value) in vars {
-            if key.is_empty() || key.as_encoded_bytes().contains(&b'=') {
-                continue; // not a name setenv takes
+        let mut wanted: std::collections::HashMap<_, _> = vars
+            .into_iter()
+            .filter(|(key, _)| !key.is_empty() && !key.as_encoded_bytes().contains(&b'='))
+            .collect();
+        for (key, value) in std::env::vars_os() {
+            match wanted.get(&key) {
+                Some(same) if *same == value => {
+                    wanted.remove(&key);
+                }
+                Some(_) => {}
+                // SAFETY: `self` proves this process has one thread (the caller's): no
+                // other thread can read or write the environment during the call.
+                None => unsafe { std::env::remove_var(key) },
             }
+        }
+        for (key, value) in wanted {
             // SAFETY: as above.
             unsafe { std::env::set_var(key, value) };
         }
@@ -105,9 +176,11 @@ impl Alone {
         }
         // SAFETY: number 3 was the server's end, owned by `owners`, leaked above.
         unsafe { sys_dup_to(end.as_fd(), 3)? };
-        drop((end, stdio));
-        // SAFETY: every value that owned a descriptor from 4 on was `owners` (leaked
-        // above) or `end` and `stdio` (closed just above); no other thread exists.
+        // Their own numbers (from 4 on, or one of 0 to 3 they now hold) are closed
+        // below, with the rest, or kept.
+        std::mem::forget((end, stdio));
+        // SAFETY: every value that owned a descriptor from 4 on was `owners`, `end` or
+        // `stdio`, all leaked above; no other thread exists.
         unsafe { sys_close_from(4) }
     }
 }

@@ -87,13 +87,16 @@ fn set_int(fd: impl AsFd, name: libc::c_int, value: libc::c_int) -> io::Result<(
 /// handler ends the process (by `SIGIO`'s default action) only if the peer has hung up
 /// (`poll` says `POLLRDHUP` or `POLLHUP`). The kernel also signals input that arrived
 /// before `O_ASYNC` was set, late (it wakes the reader first, then signals): such a
-/// `SIGIO` finds no hang-up and is ignored. Turning it on also unblocks `SIGIO` in the
-/// calling thread (a parent may have left it blocked, which `execve` keeps).
+/// `SIGIO` finds no hang-up and is ignored. Turning it on the first time for a socket
+/// also installs the handler, makes this process the socket's owner and unblocks
+/// `SIGIO` in the calling thread (a parent may have left it blocked, which `execve`
+/// keeps); later turns only set or clear `O_ASYNC`.
 #[cfg(feature = "worker")]
 pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
-    if on {
-        HANG_UP_WATCHED.store(fd, std::sync::atomic::Ordering::SeqCst);
+    // The handler, the signal mask and the owner are set once per socket watched; each
+    // turn on and off after that is only the `O_ASYNC` flag.
+    if on && HANG_UP_WATCHED.swap(fd, std::sync::atomic::Ordering::SeqCst) != fd {
         // SAFETY: an all-zero sigaction is valid (empty mask, no flags); it then names
         // `on_sigio`, an `extern "C" fn(c_int)` that makes only async-signal-safe calls.
         let rc = unsafe {

@@ -84,6 +84,7 @@ struct Server {
 /// Runs the fork server on `socket` (its parent's end at fd 3) until the parent hangs
 /// up; returns the exit code. In a forked worker it never returns.
 pub(crate) fn run(socket: Socket) -> io::Result<()> {
+    crate::fork::remove_env_alone(&[serve::VAR, serve::ROLE])?;
     let mut channel = Channel::<Vec<u8>>::new(socket)?;
     channel.accept_fds(true)?.max_frame_len(64 << 20);
     let mut server = Server {
@@ -202,9 +203,15 @@ impl Server {
                 let setup = alone
                     .become_worker_process(end, stdio, self)
                     .and_then(|()| {
-                        alone.replace_environment(request.env.into_iter().map(|(key, value)| {
-                            (OsString::from_vec(key), OsString::from_vec(value))
-                        }));
+                        alone.replace_environment(
+                            request
+                                .env
+                                .into_iter()
+                                .map(|(key, value)| {
+                                    (OsString::from_vec(key), OsString::from_vec(value))
+                                })
+                                .collect(),
+                        );
                         std::env::set_current_dir(std::ffi::OsStr::from_bytes(&request.cwd))?;
                         rustix::process::umask(rustix::fs::Mode::from_bits_truncate(request.umask));
                         Ok(())
@@ -222,5 +229,5 @@ impl Server {
 /// The forked worker, set up (`Alone` says it is one): serves its end at fd 3, then
 /// exits.
 fn become_worker(_: Alone) -> ! {
-    serve::exit_serving(serve::serve_forked())
+    serve::exit_serving(serve::serve_forked(), true)
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Handle, Pool};
+use crate::fork::ProcSelf;
 
 /// Where a worker's standard input, output or error goes.
 #[derive(Clone, Debug, Default)]
@@ -207,7 +208,8 @@ impl Options {
 /// This process's umask, read from `/proc/self/status` (changing it to read it would
 /// race with other threads).
 pub(crate) fn umask() -> io::Result<u32> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
+    static STATUS: ProcSelf = ProcSelf::new("status");
+    let status = STATUS.read()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix("Umask:"))

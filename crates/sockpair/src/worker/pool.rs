@@ -283,7 +283,7 @@ impl Pool {
         };
         for index in 0..n {
             // A failure drops `pool`: all is ended.
-            let process = Process::start(&pool.shared.options)?;
+            let process = Process::start(&pool.shared.options, true)?;
             let shared = Arc::clone(&pool.shared);
             let thread = std::thread::Builder::new()
                 .name(format!("sockpair-pool-{index}"))
@@ -416,7 +416,7 @@ fn run_task(
                 if let Some(stale) = stale {
                     let _ = stale.kill_and_reap();
                 }
-                match Process::start(&shared.options) {
+                match Process::start(&shared.options, true) {
                     Ok(worker) => worker,
                     Err(err) => {
                         task.slot.finish(Err(Error::Io(err)));
@@ -458,7 +458,7 @@ fn run_task(
                 return None;
             }
             Err(NoAnswer::Ended | NoAnswer::Timeout) => {
-                let undelivered = worker.taken() != task.id;
+                let undelivered = worker.taken() != Some(task.id);
                 if undelivered && attempt < DELIVERY_ATTEMPTS && task.slot.requeue() {
                     drop(worker.death()); // it never ran this task: not its outcome
                     continue;

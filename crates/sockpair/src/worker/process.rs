@@ -52,8 +52,9 @@ pub(crate) struct Process {
     /// Part of a request is still to be written.
     unsent: bool,
     /// The id of the last request the worker took (it notes each before running it):
-    /// a request that a dead worker had not taken was never delivered.
-    taken: SharedWord,
+    /// a request that a dead worker had not taken was never delivered. Kept for a
+    /// pool's workers, which may die idle; a spawned worker takes its one request.
+    taken: Option<SharedWord>,
     /// The word's memfd, sent with the first request, then closed.
     word: Option<OwnedFd>,
 }
@@ -155,7 +156,7 @@ impl Process {
     /// # Errors
     ///
     /// Before anything starts, if [`init`](super::init) did not run in this process.
-    pub(crate) fn start(options: &Options) -> io::Result<Process> {
+    pub(crate) fn start(options: &Options, track_deliveries: bool) -> io::Result<Process> {
         check_initialized()?;
         let (owner, socket) = match options.exec {
             true => start_exec(options)?,
@@ -166,19 +167,22 @@ impl Process {
             .max_frame_len(usize::MAX)
             .read_timeout(Some(Duration::ZERO))
             .write_timeout(Some(Duration::ZERO));
-        let (taken, word) = SharedWord::new()?;
+        let (taken, word) = match track_deliveries {
+            true => SharedWord::new().map(|(taken, word)| (Some(taken), Some(word)))?,
+            false => (None, None),
+        };
         Ok(Process {
             owner,
             channel,
             unsent: false,
             taken,
-            word: Some(word),
+            word,
         })
     }
 
-    /// The id of the last request the worker took.
-    pub(crate) fn taken(&self) -> u64 {
-        self.taken.load()
+    /// The id of the last request the worker took, if deliveries are tracked.
+    pub(crate) fn taken(&self) -> Option<u64> {
+        self.taken.as_ref().map(SharedWord::load)
     }
 
     /// Whether an idle worker can take a request: it has not exited, and nothing came
@@ -382,18 +386,37 @@ fn start_exec(options: &Options) -> io::Result<(Owner, Socket)> {
 /// A worker forked by the fork server, set up as `options` say.
 fn start_forked(options: &Options) -> io::Result<(Owner, Socket)> {
     let (ours, theirs) = pair(Type::STREAM)?;
-    let mut stdio = Vec::with_capacity(3);
+    // Descriptors of ours are handed over as they are (no copy): the server receives
+    // its own.
+    let mut given: Vec<OwnedFd> = Vec::with_capacity(3);
+    let streams = (io::stdin(), io::stdout(), io::stderr());
+    let ours_stdio = [streams.0.as_fd(), streams.1.as_fd(), streams.2.as_fd()];
+    let mut inherited: [Option<BorrowedFd<'_>>; 3] = [None; 3];
     let mut null = [false; 3];
     for (number, choice) in (0..).zip(&options.stdio) {
-        match choice.resolve(number)? {
-            Some(fd) => stdio.push(fd),
-            None => null[number as usize] = true,
+        let at = number as usize;
+        match choice {
+            // Closed here: the worker gets /dev/null rather than nothing.
+            Stdio::Inherit => match rustix::io::fcntl_getfd(ours_stdio[at]) {
+                Ok(_) => inherited[at] = Some(ours_stdio[at]),
+                Err(_) => null[at] = true,
+            },
+            other => match other.resolve(number)? {
+                Some(fd) => given.push(fd),
+                None => null[at] = true,
+            },
+        }
+    }
+    let mut given = given.iter();
+    let mut fds: Vec<BorrowedFd<'_>> = vec![theirs.as_fd()];
+    for at in 0..3 {
+        if let Some(fd) = inherited[at] {
+            fds.push(fd);
+        } else if !null[at] {
+            fds.push(given.next().expect("one for each").as_fd());
         }
     }
     let request = SpawnRequest::new(options.environment(), options.directory()?, umask()?, null);
-    let fds: Vec<BorrowedFd<'_>> = std::iter::once(theirs.as_fd())
-        .chain(stdio.iter().map(AsFd::as_fd))
-        .collect();
     let server = client::server()?;
     let (pid, pidfd) = server.spawn(&request, &fds)?;
     Ok((Owner::Forked(Forked::new(pid, pidfd, server)), ours))

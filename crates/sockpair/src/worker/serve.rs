@@ -47,12 +47,14 @@ pub fn init() {
         Some(role) if role == forkserver::SERVER_ROLE => run_server(),
         _ => serve(),
     };
-    exit_serving(served)
+    exit_serving(served, false)
 }
 
 /// Ends a worker (or the fork server) once it has served: status 0, or 2 with a line
-/// on stderr saying why it could not serve.
-pub(crate) fn exit_serving(served: io::Result<()>) -> ! {
+/// on stderr saying why it could not serve. A `forked` worker ends with `_exit` once
+/// std's stdout is flushed: the exit handlers are the fork server's, which has nothing
+/// to do at exit (and their work would delay its parent's join).
+pub(crate) fn exit_serving(served: io::Result<()>, forked: bool) -> ! {
     let code = match served {
         Ok(()) => 0,
         Err(err) => {
@@ -61,6 +63,9 @@ pub(crate) fn exit_serving(served: io::Result<()>) -> ! {
         }
     };
     let _ = io::stdout().flush();
+    if forked {
+        crate::fork::exit_immediately(code);
+    }
     #[allow(clippy::exit, reason = "a worker ends when its parent is done with it")]
     std::process::exit(code)
 }

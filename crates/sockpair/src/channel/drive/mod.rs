@@ -157,13 +157,25 @@ impl<'a> Drive<'a> {
                 }
             }
         }
+        if self
+            .deadline
+            .is_some_and(|deadline| deadline <= Instant::now())
+        {
+            // No time to wait (a zero timeout): one try that does not block, and no
+            // `poll` before it.
+            loop {
+                match op(self.socket, true) {
+                    Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                    Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                        return Err(self.timed_out());
+                    }
+                    other => return other,
+                }
+            }
+        }
         loop {
             if poll_first && !poll_until(self.socket, events, self.deadline)? {
-                let (name, after) = self.timeout;
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("{name} of {:?} passed", after.unwrap_or_default()),
-                ));
+                return Err(self.timed_out());
             }
             match op(self.socket, poll_first) {
                 Ok(value) => return Ok(value),
@@ -172,6 +184,17 @@ impl<'a> Drive<'a> {
                 Err(err) => return Err(err),
             }
         }
+    }
+}
+
+impl Drive<'_> {
+    /// The error of a deadline that passed, naming the timeout.
+    fn timed_out(&self) -> io::Error {
+        let (name, after) = self.timeout;
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("{name} of {:?} passed", after.unwrap_or_default()),
+        )
     }
 }
 
