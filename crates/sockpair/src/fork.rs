@@ -1,8 +1,11 @@
-//! [`fork`]: the classic pattern, a pair shared between a parent and its forked child.
+//! [`fork`]: the classic pattern, a pair shared between a parent and its forked child;
+//! and, for the worker's fork server, the safe fork of a single-threaded process
+//! ([`fork_alone`]) and what its child does to become a worker.
 //!
-//! Its entry point is itself an `unsafe fn` (the caller upholds what the child may do),
-//! so the crate's `unsafe_code` lint is lifted for this file; the system calls are in
-//! `sys`.
+//! The entry point of `fork` is itself an `unsafe fn` (the caller upholds what the child
+//! may do), and the fork server's child changes the environment and descriptor numbers
+//! that only a single-threaded process may (`Alone` is the proof), so the crate's
+//! `unsafe_code` lint is lifted for this file; the system calls are in `sys`.
 #![allow(unsafe_code)]
 
 use std::io;
@@ -126,12 +129,8 @@ pub(crate) fn remove_env_alone(keys: &[&str]) -> io::Result<()> {
 
 #[cfg(feature = "worker")]
 impl Alone {
-    /// Makes the environment exactly `vars`, changing only what differs (usually
-    /// nothing: the fork server's environment is its parent's).
+    /// Makes the environment exactly `vars`, changing only what differs.
     pub(crate) fn replace_environment(&self, vars: Vec<(std::ffi::OsString, std::ffi::OsString)>) {
-        if std::env::vars_os().eq(vars.iter().cloned()) {
-            return;
-        }
         let mut wanted: std::collections::HashMap<_, _> = vars
             .into_iter()
             .filter(|(key, _)| !key.is_empty() && !key.as_encoded_bytes().contains(&b'='))

@@ -17,15 +17,14 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 
-use super::entry::FD;
-use super::forkserver::{Note, SERVER_ROLE, SpawnRequest};
-use super::serve::{ROLE, VAR, check_initialized};
+use super::entry::{BIND_NOW, FD, ROLE, SERVER_ROLE, VAR};
+use super::forkserver::{Note, SpawnRequest};
+use super::serve::check_initialized;
 use crate::channel::Channel;
 use crate::child::Child;
 use crate::error::ErrorKind;
 use crate::spawn::{Convention, Program, SpawnOptions};
 use crate::types::Type;
-use crate::wait::{Events, poll_until};
 
 /// How long a status may take to come once the worker has exited (the server reaps
 /// it at once; this only bounds a server that stopped answering).
@@ -77,7 +76,13 @@ impl Client {
     fn start() -> io::Result<Client> {
         check_initialized()?;
         let mut program = Program::new("/proc/self/exe");
-        program.pid_var(VAR).env(ROLE, SERVER_ROLE);
+        // Every symbol bound as the server loads (not lazily, at a first call): a worker
+        // that makes a call the server never made would otherwise write the server's
+        // binding table, a copy-on-write fault and a symbol search in every worker.
+        program
+            .pid_var(VAR)
+            .env(ROLE, SERVER_ROLE)
+            .env(BIND_NOW, "1");
         let mut options = SpawnOptions::new();
         options
             .ty(Type::SEQPACKET)
@@ -135,24 +140,20 @@ impl Client {
         }
     }
 
-    /// The exit status of worker `pid`, which has exited (its pidfd said so).
-    pub(crate) fn status(&self, pid: i32) -> io::Result<ExitStatus> {
-        let deadline = Instant::now() + STATUS_WAIT;
+    /// The exit status of worker `pid` once the server relays it, or `None` if
+    /// `deadline` passes first. Waits under the lock: for a worker that is ending
+    /// (it answered, was told to end, or was killed), whose status comes at once.
+    pub(crate) fn status(&self, pid: i32, deadline: Instant) -> io::Result<Option<ExitStatus>> {
         let mut state = self.lock();
         loop {
             if let Some(status) = state.exited.remove(&pid) {
-                return Ok(ExitStatus::from_raw(status));
+                return Ok(Some(ExitStatus::from_raw(status)));
             }
             state.check()?;
             match state.next(Some(deadline))? {
                 Some((Note::Exited { .. }, _)) => {} // kept by `next`: looked for above
                 Some(_) => return Err(state.died("a reply came that no request asked for")),
-                None => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the fork server did not relay a worker's exit status in 10 s",
-                    ));
-                }
+                None => return Ok(None),
             }
         }
     }
@@ -285,19 +286,23 @@ impl Forked {
         }
     }
 
-    /// Waits until `deadline` (`None`: none) for the worker to exit; its status, which
-    /// the server relays.
+    /// Waits until `deadline` for the worker, which is ending (it answered, was told to
+    /// end, or was killed), to exit; its status, which the server relays once it has
+    /// reaped it. `None` (no deadline): waits up to [`STATUS_WAIT`], then fails.
     pub(crate) fn wait_until(
         &mut self,
         deadline: Option<Instant>,
     ) -> io::Result<Option<ExitStatus>> {
-        if self.status.is_some() {
-            return Ok(self.status);
+        if self.status.is_none() {
+            let limit = deadline.unwrap_or_else(|| Instant::now() + STATUS_WAIT);
+            self.status = self.server.status(self.pid, limit)?;
+            if self.status.is_none() && deadline.is_none() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the fork server did not relay a worker's exit status in 10 s",
+                ));
+            }
         }
-        if !poll_until(&*self.pidfd, Events::IN, deadline)? {
-            return Ok(None);
-        }
-        self.status = Some(self.server.status(self.pid)?);
         Ok(self.status)
     }
 

@@ -31,6 +31,22 @@ use crate::spawn::{claim_error, claim_fd};
 /// The descriptor number of the worker's end.
 pub(crate) const FD: i32 = 3;
 
+/// The variable that makes a process a worker: set to its own pid, so that no
+/// descendant that inherits it takes it as meant for itself.
+pub(crate) const VAR: &str = "SOCKPAIR_WORKER";
+
+/// The variable that, beside [`VAR`], makes a process the fork server, with the value
+/// [`SERVER_ROLE`].
+pub(crate) const ROLE: &str = "SOCKPAIR_WORKER_ROLE";
+
+/// The value of [`ROLE`] that makes a process the fork server.
+pub(crate) const SERVER_ROLE: &str = "fork-server";
+
+/// The dynamic loader's variable that binds every symbol at load, set for the fork
+/// server (and removed from its environment once it runs: its workers get their
+/// parent's).
+pub(crate) const BIND_NOW: &str = "LD_BIND_NOW";
+
 /// Where the function and its trampoline are, as distances from [`anchor`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Call {

@@ -21,15 +21,12 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 use serde::{Deserialize, Serialize};
 
+use super::entry::{BIND_NOW, ROLE, VAR};
 use super::options::dev_null;
-use super::serve;
 use crate::channel::Channel;
 use crate::fork::{Alone, exit_immediately, fork_alone};
 use crate::socket::Socket;
 use crate::wait::{Events, PollFd, poll_any};
-
-/// The value of the role variable that makes a process the fork server.
-pub(crate) const SERVER_ROLE: &str = "fork-server";
 
 /// What a worker must see, sent with each request.
 #[derive(Debug, Serialize, Deserialize)]
@@ -77,18 +74,25 @@ impl SpawnRequest {
 /// The server's state: what the forked child must leave behind, whole.
 struct Server {
     channel: Channel<Vec<u8>>,
+    /// The server's own environment, which a forked worker has until it is changed:
+    /// compared here, before the fork, so that a worker whose parent's environment is
+    /// the same (the usual case) changes nothing.
+    environment: Vec<(Vec<u8>, Vec<u8>)>,
     /// Each running worker's pidfd, by pid.
     children: HashMap<i32, OwnedFd>,
 }
 
 /// Runs the fork server on `socket` (its parent's end at fd 3) until the parent hangs
-/// up; returns the exit code. In a forked worker it never returns.
-pub(crate) fn run(socket: Socket) -> io::Result<()> {
-    crate::fork::remove_env_alone(&[serve::VAR, serve::ROLE])?;
+/// up. Each forked worker, once set up, runs `worker`, which never returns.
+pub(crate) fn run(socket: Socket, worker: fn() -> !) -> io::Result<()> {
+    crate::fork::remove_env_alone(&[VAR, ROLE, BIND_NOW])?;
     let mut channel = Channel::<Vec<u8>>::new(socket)?;
     channel.accept_fds(true)?.max_frame_len(64 << 20);
     let mut server = Server {
         channel,
+        environment: std::env::vars_os()
+            .map(|(key, value)| (key.into_vec(), value.into_vec()))
+            .collect(),
         children: HashMap::new(),
     };
     loop {
@@ -117,7 +121,7 @@ pub(crate) fn run(socket: Socket) -> io::Result<()> {
             };
             server = match server.spawn(&frame, fds)? {
                 Ok(server) => server,
-                Err(alone) => become_worker(alone),
+                Err(_alone) => worker(),
             };
         }
     }
@@ -164,6 +168,7 @@ impl Server {
             self.tell(&Note::Refused(why), &[])?;
             return Ok(Ok(self));
         }
+        let same_environment = request.env == self.environment;
         match fork_alone() {
             Err(err) => {
                 self.tell(&Note::Refused(format!("fork: {err}")), &[])?;
@@ -203,15 +208,17 @@ impl Server {
                 let setup = alone
                     .become_worker_process(end, stdio, self)
                     .and_then(|()| {
-                        alone.replace_environment(
-                            request
-                                .env
-                                .into_iter()
-                                .map(|(key, value)| {
-                                    (OsString::from_vec(key), OsString::from_vec(value))
-                                })
-                                .collect(),
-                        );
+                        if !same_environment {
+                            alone.replace_environment(
+                                request
+                                    .env
+                                    .into_iter()
+                                    .map(|(key, value)| {
+                                        (OsString::from_vec(key), OsString::from_vec(value))
+                                    })
+                                    .collect(),
+                            );
+                        }
                         std::env::set_current_dir(std::ffi::OsStr::from_bytes(&request.cwd))?;
                         rustix::process::umask(rustix::fs::Mode::from_bits_truncate(request.umask));
                         Ok(())
@@ -224,10 +231,4 @@ impl Server {
             }
         }
     }
-}
-
-/// The forked worker, set up (`Alone` says it is one): serves its end at fd 3, then
-/// exits.
-fn become_worker(_: Alone) -> ! {
-    serve::exit_serving(serve::serve_forked(), true)
 }

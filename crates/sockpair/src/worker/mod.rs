@@ -2,11 +2,24 @@
 //! not, never a hang (feature `worker`).
 //!
 //! In a program with threads, code after `fork` may only make async-signal-safe calls,
-//! so the child runs the function after `exec`: [`spawn`] starts this same executable
-//! again (`/proc/self/exe`) with its end of a new stream pair at fd 3 and no other
-//! descriptor of ours, the child's [`init`] (first thing in `main`) receives the call,
-//! runs it and sends the result back. There is nothing to connect to and nothing to
-//! accept: the child's death is EOF on our end, at once, whatever it died of.
+//! and `exec` per call is slow. So the first [`spawn`] starts a **fork server**: this
+//! same executable started again (`/proc/self/exe`), whose [`init`] (first thing in
+//! `main`) turns it into a small, single-threaded process that forks a worker for
+//! each spawn, however large or threaded this process is. Each worker gets its end of
+//! a new stream pair at fd 3 (no other descriptor of ours), and this process's
+//! environment, working directory, umask and stdio as they are at the spawn (or as
+//! [`Options`] set them); it receives the call, runs it and sends the result back.
+//! There is nothing to connect to and nothing to accept: the worker's death is EOF on
+//! our end, at once, whatever it died of. The server relays each worker's exit status
+//! (only it can reap them); waiting and killing go through the worker's pidfd, so a
+//! kill never reaches another process that got its pid. If the server dies, every
+//! pending spawn and join fails at once (its workers die with it), and the next spawn
+//! starts a new one; if this process dies, the server and its workers end.
+//!
+//! [`Options::exec`] starts a worker from a fresh `exec` of this executable instead,
+//! for code that must start from a fresh process image: the child is started with
+//! `clone(CLONE_VM | CLONE_VFORK)` and `exec`, as
+//! [`SpawnOptions::spawn_program`](crate::SpawnOptions::spawn_program) does.
 //!
 //! ```
 //! # sockpair::worker::init_before_main!();
@@ -151,12 +164,12 @@ pub use crate::__worker_init_before_main as init_before_main;
 /// both `Serialize` and `DeserializeOwned`: this side encodes `A` and decodes `R`, the
 /// worker (the same code) the other way round.
 ///
-/// The worker is this executable started again (`/proc/self/exe`), so its `main` must
-/// call [`init`] first (or the executable must use [`init_before_main!`]). It inherits
-/// stdio, the environment and the working directory; of descriptors only its end of
-/// the pair, at fd 3. Spawning is safe from any thread, in a process with any number of
-/// threads: the child is started with `clone(CLONE_VM | CLONE_VFORK)` and `exec`, as
-/// [`SpawnOptions::spawn_program`](crate::SpawnOptions::spawn_program) does.
+/// The worker is forked by the fork server (see the [module docs](self)), a copy of this
+/// executable, so its `main` must call [`init`] first (or the executable must use
+/// [`init_before_main!`]). It sees this process's stdio, environment, working directory
+/// and umask as they are now; of descriptors only its end of the pair, at fd 3.
+/// Spawning is safe from any thread, in a process with any number of threads. For
+/// another environment, directory or stdio, or a fresh `exec`, use [`Options`].
 ///
 /// # Errors
 ///
@@ -164,7 +177,8 @@ pub use crate::__worker_init_before_main as init_before_main;
 ///   (a worker would run `main` instead of `f`);
 /// - [`io::ErrorKind::InvalidInput`]: `f` lives in a shared library, or `arg` does not
 ///   encode;
-/// - the kernel's error from starting the process (no `/proc`, say).
+/// - the kernel's error from starting the process (no `/proc`, say); the fork server's
+///   refusal, or its death while it was asked.
 pub fn spawn<A, R>(f: fn(A) -> R, arg: A) -> io::Result<Handle<R>>
 where
     A: Serialize + DeserializeOwned,

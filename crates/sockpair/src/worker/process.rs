@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, PidfdFlags, Signal};
 
 use super::client::{self, Forked};
-use super::entry::FD;
+use super::entry::{FD, VAR};
 use super::error::Error;
 use super::forkserver::SpawnRequest;
 use super::options::{Options, Stdio, dev_null, umask};
-use super::serve::{VAR, check_initialized};
+use super::serve::check_initialized;
 use crate::channel::Channel;
 use crate::child::Child;
 use crate::error::ErrorKind;

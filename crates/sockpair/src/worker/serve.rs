@@ -7,8 +7,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, ThreadId};
 
+use super::entry::{self, ROLE, SERVER_ROLE, VAR};
+use super::forkserver;
 use super::wire::{self, Answer};
-use super::{entry, forkserver};
 use crate::channel::Channel;
 use crate::shared_word::SharedWord;
 use crate::socket::Socket;
@@ -44,7 +45,7 @@ pub fn init() {
         return;
     }
     let served = match std::env::var_os(ROLE) {
-        Some(role) if role == forkserver::SERVER_ROLE => run_server(),
+        Some(role) if role == SERVER_ROLE => run_server(),
         _ => serve(),
     };
     exit_serving(served, false)
@@ -54,7 +55,7 @@ pub fn init() {
 /// on stderr saying why it could not serve. A `forked` worker ends with `_exit` once
 /// std's stdout is flushed: the exit handlers are the fork server's, which has nothing
 /// to do at exit (and their work would delay its parent's join).
-pub(crate) fn exit_serving(served: io::Result<()>, forked: bool) -> ! {
+fn exit_serving(served: io::Result<()>, forked: bool) -> ! {
     let code = match served {
         Ok(()) => 0,
         Err(err) => {
@@ -70,21 +71,19 @@ pub(crate) fn exit_serving(served: io::Result<()>, forked: bool) -> ! {
     std::process::exit(code)
 }
 
-/// The variable that, beside [`VAR`], makes a process the fork server.
-pub(crate) const ROLE: &str = "SOCKPAIR_WORKER_ROLE";
-
 /// The fork server's side: its end checked as a worker's is, then served.
 fn run_server() -> io::Result<()> {
     let socket = entry::claim_end()?;
     if let Err(why) = check_parent(&socket) {
         return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
     }
-    forkserver::run(socket)
+    forkserver::run(socket, serve_forked_and_exit)
 }
 
-/// The variable that makes a process a worker: set to its own pid, so that no
-/// descendant that inherits it takes it as meant for itself.
-pub(crate) const VAR: &str = "SOCKPAIR_WORKER";
+/// A worker the fork server forked, set up: serves its end at fd 3, then exits.
+fn serve_forked_and_exit() -> ! {
+    exit_serving(serve_forked(), true)
+}
 
 /// Whether [`init`] ran in this process: a worker is this executable started again,
 /// and without `init` it would run `main` instead of the function (and, if `main`
@@ -129,7 +128,7 @@ fn serve() -> io::Result<()> {
 
 /// A worker forked by the fork server: its end at fd 3 came from the server's parent,
 /// which the server checked as [`serve`] checks its own.
-pub(crate) fn serve_forked() -> io::Result<()> {
+fn serve_forked() -> io::Result<()> {
     let mut channel = Channel::<Vec<u8>>::new(entry::claim_end()?)?;
     channel.max_frame_len(usize::MAX);
     serve_on(channel)
