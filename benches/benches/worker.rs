@@ -16,6 +16,7 @@
 //!
 //! `cargo bench -p sockpair-benches --bench worker`
 
+use std::io::{BufRead, BufReader, Write};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,33 @@ use sockpair_benches::{interleaved, median, pin_to_one_cpu};
 
 /// Set in the environment of the plain-spawn baseline's child: exit at once.
 const PLAIN: &str = "SOCKPAIR_BENCH_PLAIN_CHILD";
+
+/// Set in the environment of the large, busy parent ([`big_parent`]).
+const BIG: &str = "SOCKPAIR_BENCH_BIG_PARENT";
+
+/// The large, busy parent: grows, says so, then for each line "COUNT EXEC" on stdin
+/// spawns COUNT workers one after the other (from the fork server, or with exec if EXEC
+/// is 1), and answers "done".
+fn big_parent() {
+    // SAFETY: nothing else runs yet in this process (the first thing of main).
+    unsafe { std::env::remove_var(BIG) };
+    let _grown = grow_and_busy();
+    let mut exec = worker::Options::new();
+    exec.exec(true);
+    let forked = worker::Options::new();
+    let argument = vec![7u8; 64];
+    println!("grown");
+    for line in std::io::stdin().lines() {
+        let line = line.unwrap();
+        let (count, how) = line.split_once(' ').unwrap();
+        let options = if how == "1" { &exec } else { &forked };
+        for _ in 0..count.parse::<u32>().unwrap() {
+            let handle = options.spawn(echo64, argument.clone()).unwrap();
+            assert_eq!(handle.join().unwrap().len(), 64);
+        }
+        println!("done");
+    }
+}
 
 const SPAWN_ROUNDS: usize = 11;
 const SPAWNS_PER_ROUND: u32 = 20;
@@ -92,6 +120,9 @@ fn main() {
     procspawn::init();
     if std::env::var_os(PLAIN).is_some() {
         return;
+    }
+    if std::env::var_os(BIG).is_some() {
+        return big_parent();
     }
     if std::env::args().any(|arg| arg == "--list") {
         return; // `cargo bench -- --list` asks a harness for its benchmarks
@@ -169,28 +200,65 @@ fn main() {
     );
     println!("{:<36} {:>12?}", "exec", replaced[1]);
 
-    // The same spawns from a large, busy parent.
-    let small = times[1];
-    let big = grow_and_busy();
+    // The same spawns from a large, busy parent: a child of this binary that grows,
+    // then spawns when asked, interleaved with the same spawns from this small process.
+    let mut big = Command::new(&exe)
+        .env(BIG, "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut to_big = big.stdin.take().unwrap();
+    let mut from_big = BufReader::new(big.stdout.take().unwrap());
+    let mut line = String::new();
+    from_big.read_line(&mut line).unwrap(); // grown
+    let mut ask_big = |exec: bool| {
+        writeln!(to_big, "{} {}", SPAWNS_PER_ROUND, u8::from(exec)).unwrap();
+        line.clear();
+        from_big.read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "done");
+    };
+    let mut big_server = || ask_big(false);
     let big_times = interleaved(
         SPAWN_ROUNDS,
-        SPAWNS_PER_ROUND,
-        &mut [&mut from_server, &mut exec_spawn],
+        1,
+        &mut [
+            &mut || {
+                for _ in 0..SPAWNS_PER_ROUND {
+                    from_server();
+                }
+            },
+            &mut big_server,
+        ],
     );
-    println!("\nfrom this process with 1 GiB touched and 8 threads busy in malloc/free");
+    let mut big_exec = || ask_big(true);
+    let big_exec_times = interleaved(
+        SPAWN_ROUNDS,
+        1,
+        &mut [
+            &mut || {
+                for _ in 0..SPAWNS_PER_ROUND {
+                    exec_spawn();
+                }
+            },
+            &mut big_exec,
+        ],
+    );
+    drop(to_big);
+    assert!(big.wait().unwrap().success());
     println!(
-        "{:<36} {:>12?} {:>15.2}x (vs the small parent)",
-        "fork server",
-        big_times[0],
-        big_times[0].as_secs_f64() / small.as_secs_f64()
+        "\nfrom a process with 1 GiB touched and 8 threads busy in malloc/free, against this small one"
     );
-    println!(
-        "{:<36} {:>12?} {:>15.2}x (vs the small parent)",
-        "exec",
-        big_times[1],
-        big_times[1].as_secs_f64() / times[2].as_secs_f64()
-    );
-    drop(big);
+    for (name, [small, large]) in [("fork server", big_times), ("exec", big_exec_times)]
+        .map(|(name, times)| (name, [times[0], times[1]]))
+    {
+        println!(
+            "{name:<36} {:>12?} {:>15.2}x (vs {:?} from a small parent)",
+            large / SPAWNS_PER_ROUND,
+            large.as_secs_f64() / small.as_secs_f64(),
+            small / SPAWNS_PER_ROUND
+        );
+    }
 
     let ours = worker::Pool::new(2).unwrap();
     let theirs = procspawn::Pool::new(2).unwrap();
