@@ -33,6 +33,16 @@ const STATUS_WAIT: Duration = Duration::from_secs(10);
 /// How long dropping a worker waits for the server to reap it after the kill.
 const REAP_WAIT: Duration = Duration::from_secs(2);
 
+/// Whether this kernel has pidfds (Linux 5.3), which the fork server's workers are
+/// waited for and killed through: without them every worker is started with `exec`.
+pub(crate) fn pidfds() -> bool {
+    static PIDFDS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PIDFDS.get_or_init(|| {
+        let own = rustix::process::getpid();
+        rustix::process::pidfd_open(own, rustix::process::PidfdFlags::empty()).is_ok()
+    })
+}
+
 /// The server of this process, started by the first spawn that needs one.
 static SERVER: Mutex<Option<Arc<Client>>> = Mutex::new(None);
 

@@ -16,7 +16,8 @@
 //! pending spawn and join fails at once (its workers die with it), and the next spawn
 //! starts a new one; if this process dies, the server and its workers end.
 //!
-//! [`Options::exec`] starts a worker from a fresh `exec` of this executable instead,
+//! [`Options::exec`] starts a worker from a fresh `exec` of this executable instead (as
+//! every worker is on kernels without pidfds, before Linux 5.3),
 //! for code that must start from a fresh process image: the child is started with
 //! `clone(CLONE_VM | CLONE_VFORK)` and `exec`, as
 //! [`SpawnOptions::spawn_program`](crate::SpawnOptions::spawn_program) does.

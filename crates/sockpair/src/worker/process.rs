@@ -158,7 +158,7 @@ impl Process {
     /// Before anything starts, if [`init`](super::init) did not run in this process.
     pub(crate) fn start(options: &Options, track_deliveries: bool) -> io::Result<Process> {
         check_initialized()?;
-        let (owner, socket) = match options.exec {
+        let (owner, socket) = match options.exec || !client::pidfds() {
             true => start_exec(options)?,
             false => start_forked(options)?,
         };

@@ -187,3 +187,14 @@ pub fn set_socket_option(fd: impl AsFd, name: libc::c_int, value: libc::c_int) {
         std::io::Error::last_os_error()
     );
 }
+
+/// Whether workers come from the fork server here: it needs pidfds (Linux 5.3), which
+/// the old-kernel run of CI takes away (then every worker is exec'd).
+#[cfg(feature = "worker")]
+pub fn fork_server_here() -> bool {
+    rustix::process::pidfd_open(
+        rustix::process::getpid(),
+        rustix::process::PidfdFlags::empty(),
+    )
+    .is_ok()
+}
