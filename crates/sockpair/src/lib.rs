@@ -159,6 +159,7 @@ pub mod fuzz;
 mod message;
 #[cfg(feature = "worker")]
 mod shared_word;
+pub mod shm;
 mod socket;
 mod spawn;
 mod sys;

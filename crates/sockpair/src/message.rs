@@ -2,6 +2,8 @@
 //! payload, [`Decode`] a payload back into a value; [`EncodeAs`] and [`Receive`] say what
 //! a `Channel<Tx, Rx>` takes and gives (`&T` and `T` for `Json<T>`).
 
+use std::os::fd::{BorrowedFd, OwnedFd};
+
 use crate::error::{Error, ErrorKind};
 
 /// A value that can be sent as one frame's payload. It may be unsized: a
@@ -48,6 +50,13 @@ pub trait Encode {
     ///
     /// [`ErrorKind::Encode`] if `self` cannot be encoded.
     fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error>;
+
+    /// A descriptor that travels with the message, after any the caller passes: the
+    /// memfd of a [`Shared`](crate::shm::Shared). `None`, the default, for a message
+    /// that is only bytes.
+    fn attached_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// A value that can be received from one frame's payload.
@@ -94,12 +103,22 @@ pub trait EncodeAs<Tx: ?Sized> {
     ///
     /// [`ErrorKind::Encode`] if `self` cannot be encoded.
     fn encode_as<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error>;
+
+    /// A descriptor that travels with the message: see [`Encode::attached_fd`].
+    fn attached_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl<T: Encode + ?Sized> EncodeAs<T> for T {
     #[inline]
     fn encode_as<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
         self.encode(scratch)
+    }
+
+    #[inline]
+    fn attached_fd(&self) -> Option<BorrowedFd<'_>> {
+        Encode::attached_fd(self)
     }
 }
 
@@ -145,6 +164,34 @@ pub trait Receive {
     ///
     /// As [`receive`](Receive::receive).
     fn receive_owned(payload: Vec<u8>) -> Result<Self::Value, Error>;
+
+    /// The value carried by `payload` and the descriptors that came with it (`fds`, in
+    /// the order sent): a value made of a descriptor (a [`Shared`](crate::shm::Shared))
+    /// takes its own out of `fds`; what is left goes to the caller (`recv_with_fds`),
+    /// or is closed. The default leaves `fds` alone and calls
+    /// [`receive`](Receive::receive).
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Receive::receive).
+    fn receive_with_fds(payload: &[u8], fds: &mut Vec<OwnedFd>) -> Result<Self::Value, Error> {
+        let _ = fds;
+        Self::receive(payload)
+    }
+
+    /// [`receive_with_fds`](Receive::receive_with_fds) for a payload that is a buffer of
+    /// its own; the default calls [`receive_owned`](Receive::receive_owned).
+    ///
+    /// # Errors
+    ///
+    /// As [`receive`](Receive::receive).
+    fn receive_owned_with_fds(
+        payload: Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<Self::Value, Error> {
+        let _ = fds;
+        Self::receive_owned(payload)
+    }
 }
 
 impl<T: Decode> Receive for T {
@@ -334,4 +381,80 @@ impl<T: serde::de::DeserializeOwned> Receive for Postcard<T> {
     fn receive_owned(payload: Vec<u8>) -> Result<T, Error> {
         Self::receive(&payload)
     }
+}
+
+/// A [`Shared`](crate::shm::Shared) travels as a frame holding its length (8 bytes,
+/// little-endian) with its memfd attached, so that the receiver can check that the two
+/// agree.
+impl Encode for crate::shm::Shared {
+    fn encode<'a>(&'a self, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], Error> {
+        scratch.extend_from_slice(&(self.len() as u64).to_le_bytes());
+        Ok(scratch)
+    }
+
+    fn attached_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self))
+    }
+}
+
+/// A [`Shared`](crate::shm::Shared) is received from its frame and the last descriptor
+/// that came with it, checked by [`Shared::from_fd`](crate::shm::Shared::from_fd) (with
+/// [`Shared::DEFAULT_MAX_LEN`](crate::shm::Shared::DEFAULT_MAX_LEN)) before anything is
+/// mapped, and against the length the frame claims.
+impl Receive for crate::shm::Shared {
+    type Value = crate::shm::Shared;
+
+    fn receive(_: &[u8]) -> Result<Self::Value, Error> {
+        Err(no_memfd())
+    }
+
+    fn receive_owned(_: Vec<u8>) -> Result<Self::Value, Error> {
+        Err(no_memfd())
+    }
+
+    fn receive_with_fds(payload: &[u8], fds: &mut Vec<OwnedFd>) -> Result<Self::Value, Error> {
+        let claimed: [u8; 8] = payload.try_into().map_err(|_| {
+            Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "a shared message's frame holds its length in 8 bytes, not {}",
+                    payload.len()
+                ),
+            )
+        })?;
+        let claimed = u64::from_le_bytes(claimed);
+        let fd = fds.pop().ok_or_else(no_memfd)?;
+        let shared = crate::shm::Shared::try_from(fd).map_err(|err| {
+            Error::with_source(
+                ErrorKind::Decode,
+                format!("a shared message refused: {err}"),
+                err,
+            )
+        })?;
+        if shared.len() as u64 != claimed {
+            return Err(Error::new(
+                ErrorKind::Decode,
+                format!(
+                    "a shared message claims {claimed} bytes; its memfd holds {}",
+                    shared.len()
+                ),
+            ));
+        }
+        Ok(shared)
+    }
+
+    fn receive_owned_with_fds(
+        payload: Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<Self::Value, Error> {
+        Self::receive_with_fds(&payload, fds)
+    }
+}
+
+fn no_memfd() -> Error {
+    Error::new(
+        ErrorKind::Fds,
+        "a shared message came without its memfd (this end must accept descriptors: \
+         accept_fds(true))",
+    )
 }

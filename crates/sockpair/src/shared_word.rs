@@ -5,25 +5,24 @@
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::fs::{MemfdFlags, SealFlags};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::sys::shared_word::Mapped;
+use rustix::fs::SealFlags;
+
+use crate::sys::mapping::{Access, Mapping};
 
 /// A word of shared memory: create it, hand its memfd to another process, which
 /// [`open`](SharedWord::open)s it.
 #[derive(Debug)]
 pub(crate) struct SharedWord {
-    mapped: Mapped,
+    mapping: Mapping,
 }
 
 impl SharedWord {
     /// A new word holding 0, and its memfd (close-on-exec), sealed so that no process
     /// can shrink or grow it.
     pub(crate) fn new() -> io::Result<(SharedWord, OwnedFd)> {
-        let fd = rustix::fs::memfd_create(
-            "sockpair-word",
-            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
-        )?;
+        let fd = crate::shm::memfd("sockpair-word")?;
         rustix::fs::ftruncate(&fd, 8)?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
         let word = SharedWord::open(fd.as_fd())?;
@@ -38,15 +37,20 @@ impl SharedWord {
     /// `InvalidInput` for anything but a memfd of 8 bytes or more sealed against
     /// shrinking; the kernel's error.
     pub(crate) fn open(fd: impl AsFd) -> io::Result<SharedWord> {
-        Mapped::map(fd.as_fd()).map(|mapped| SharedWord { mapped })
+        let mapping = Mapping::map(fd.as_fd(), 8, Access::Write)?;
+        Ok(SharedWord { mapping })
+    }
+
+    fn word(&self) -> &AtomicU64 {
+        self.mapping.word().expect("an 8-byte writable mapping")
     }
 
     pub(crate) fn load(&self) -> u64 {
-        self.mapped.load()
+        self.word().load(Ordering::SeqCst)
     }
 
     pub(crate) fn store(&self, value: u64) {
-        self.mapped.store(value);
+        self.word().store(value, Ordering::SeqCst);
     }
 }
 
@@ -66,7 +70,7 @@ mod tests {
         let (_, fd) = SharedWord::new().unwrap();
         assert!(rustix::fs::ftruncate(&fd, 0).is_err());
         // A memfd that could shrink, or is too short, is not mapped.
-        let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+        let flags = rustix::fs::MemfdFlags::CLOEXEC | rustix::fs::MemfdFlags::ALLOW_SEALING;
         let unsealed = rustix::fs::memfd_create("test", flags).unwrap();
         rustix::fs::ftruncate(&unsealed, 8).unwrap();
         let err = SharedWord::open(&unsealed).unwrap_err();

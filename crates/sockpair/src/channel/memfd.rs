@@ -15,11 +15,9 @@ use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind};
 
-/// The seals of a message memfd: no writes, no resizing, no more seals.
-pub(crate) const SEALS: SealFlags = SealFlags::WRITE
-    .union(SealFlags::SHRINK)
-    .union(SealFlags::GROW)
-    .union(SealFlags::SEAL);
+/// The seals of a message memfd: no writes, no resizing, no more seals (those of a
+/// [`Shared`](crate::shm::Shared)).
+pub(crate) use crate::shm::SEALS;
 
 /// A sealed memfd holding `payload`. Created with `MFD_NOEXEC_SEAL` (Linux 6.3: it can
 /// never be made executable) where the kernel has it; older kernels answer `EINVAL`, and

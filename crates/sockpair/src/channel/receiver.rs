@@ -171,7 +171,7 @@ impl Receiver<Vec<u8>> {
             poll_first,
             drive,
             fds,
-            &mut |payload, lent| {
+            &mut |payload, lent, _| {
                 match payload {
                     Payload::Lent(range) => {
                         buf.clear();

@@ -1,7 +1,7 @@
 //! The system calls that rustix cannot make for us with the exact semantics we promise,
 //! split by concept. This is the bottom layer: it imports nothing from the modules above
 //! it (CI checks), and above it only the OS layer (`socket.rs`, `fds.rs`, `cred.rs`,
-//! `fork.rs`, `child.rs`, `exe.rs`, `shared_word.rs`, `spawn/`) calls into it.
+//! `fork.rs`, `child.rs`, `exe.rs`, `shared_word.rs`, `shm.rs`, `spawn/`) calls into it.
 //!
 //! - here: `socketpair` with raw `i32` values, so that any domain, type or protocol a
 //!   caller names reaches the kernel unchanged (rustix's typed `AddressFamily` is a `u16`
@@ -11,13 +11,13 @@
 //! - `recvmsg.rs`: `recvmsg` without an address, every descriptor it brings owned;
 //! - `process.rs`: `fork`, `_exit`, `dladdr`, and claiming an inherited descriptor;
 //! - `spawn/`: starting a program with descriptors at chosen numbers;
-//! - `shared_word.rs`: one word of a memfd, mapped shared.
+//! - `mapping.rs`: a memfd's bytes mapped, read-write or read-only, after the checks
+//!   that keep every access from faulting.
 #![allow(unsafe_code)]
 
+pub(crate) mod mapping;
 pub(crate) mod process;
 pub(crate) mod recvmsg;
-#[cfg(feature = "worker")]
-pub(crate) mod shared_word;
 pub(crate) mod sockopt;
 pub(crate) mod spawn;
 

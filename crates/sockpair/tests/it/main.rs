@@ -12,6 +12,7 @@ mod forkserver;
 mod interop;
 mod io;
 mod pair;
+mod shm;
 mod spawn;
 #[cfg(feature = "tokio")]
 mod tokio;

@@ -22,6 +22,7 @@ pub(crate) use receive::{ends_messages, receive, receive_with};
 #[cfg(feature = "tokio")]
 pub(crate) use send::{
     HIGH_WATER, QUEUE_BELOW, Writing, commit, has_pending, queue_message, queued_bytes,
+    with_attached,
 };
 pub(crate) use send::{feed_message, flush_core, queued_messages, send_batch, send_message};
 

@@ -26,13 +26,14 @@ pub(crate) fn receive<Rx: Receive>(
 }
 
 /// [`receive`], handing the message's payload to `take`: lent from the receive buffer
-/// (the second argument) or a buffer of its own.
+/// (the second argument) or a buffer of its own, with the message's own descriptors
+/// (the third), of which what `take` leaves is appended to `fds`.
 pub(crate) fn receive_with<T>(
     core: &mut RxCore,
     poll_first: bool,
     drive: Drive<'_>,
     fds: &mut Vec<OwnedFd>,
-    take: &mut impl FnMut(Payload, &[u8]) -> Result<T, Error>,
+    take: &mut impl FnMut(Payload, &[u8], &mut Vec<OwnedFd>) -> Result<T, Error>,
 ) -> Result<Option<T>, Error> {
     match core {
         RxCore::Stream(rx) => recv_frame(rx, poll_first, drive, fds, take),
@@ -46,14 +47,15 @@ fn recv_frame<T>(
     mut poll_first: bool,
     drive: Drive<'_>,
     fds: &mut Vec<OwnedFd>,
-    take: &mut impl FnMut(Payload, &[u8]) -> Result<T, Error>,
+    take: &mut impl FnMut(Payload, &[u8], &mut Vec<OwnedFd>) -> Result<T, Error>,
 ) -> Result<Option<T>, Error> {
     loop {
-        if let Some(frame) = rx.next()? {
+        if let Some(mut frame) = rx.next()? {
+            let taken = take(frame.payload, rx.buffer(), &mut frame.fds);
             if !frame.fds.is_empty() {
                 fds.extend(frame.fds);
             }
-            return take(frame.payload, rx.buffer()).map(Some);
+            return taken.map(Some);
         }
         let mut arrived = Vec::new();
         rx.prepare_read()?;
@@ -76,10 +78,10 @@ fn recv_record<T>(
     rx: &mut RecordRx,
     drive: Drive<'_>,
     fds: &mut Vec<OwnedFd>,
-    take: &mut impl FnMut(Payload, &[u8]) -> Result<T, Error>,
+    take: &mut impl FnMut(Payload, &[u8], &mut Vec<OwnedFd>) -> Result<T, Error>,
 ) -> Result<Option<T>, Error> {
     if let Some(payload) = rx.held() {
-        return take(payload, rx.lent()).map(Some);
+        return take(payload, rx.lent(), &mut Vec::new()).map(Some);
     }
     let mut arrived = Vec::new();
     let buffer = rx.buffer()?;
@@ -93,7 +95,7 @@ fn recv_record<T>(
             socket.recv_append([(&mut *buffer, most)], &mut arrived, how)
         })
         .map_err(|err| io_error("receive", err))?;
-    let (payload, got) = match rx.received(received, arrived)? {
+    let (payload, mut got) = match rx.received(received, arrived)? {
         Record::Eof => return Ok(None),
         Record::Message(payload, got) => (payload, got),
         Record::MaybeLarge(mut got) if got.last().is_some_and(memfd::is_sealed) => {
@@ -103,10 +105,11 @@ fn recv_record<T>(
         }
         Record::MaybeLarge(got) => rx.deliver(Payload::Lent(0..0), got)?,
     };
+    let taken = take(payload, rx.lent(), &mut got);
     if !got.is_empty() {
         fds.extend(got);
     }
-    take(payload, rx.lent()).map(Some)
+    taken.map(Some)
 }
 
 /// Whether an error of a receive ends a stream of messages: the channel is unusable, or
@@ -118,10 +121,14 @@ pub(crate) fn ends_messages(err: &Error) -> bool {
     )
 }
 
-fn decode<Rx: Receive>(payload: Payload, buffer: &[u8]) -> Result<Rx::Value, Error> {
+fn decode<Rx: Receive>(
+    payload: Payload,
+    buffer: &[u8],
+    fds: &mut Vec<OwnedFd>,
+) -> Result<Rx::Value, Error> {
     match payload {
-        Payload::Lent(range) => Rx::receive(&buffer[range]),
-        Payload::Own(payload) => Rx::receive_owned(payload),
+        Payload::Lent(range) => Rx::receive_with_fds(&buffer[range], fds),
+        Payload::Own(payload) => Rx::receive_owned_with_fds(payload, fds),
     }
 }
 

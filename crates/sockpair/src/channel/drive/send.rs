@@ -1,6 +1,7 @@
 //! The driver's send side: frames out, whole, in order, descriptors on their frame's
 //! first `sendmsg`.
 
+use std::borrow::Cow;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -37,6 +38,17 @@ pub(crate) fn send_batch<'m, Tx, M: EncodeAs<Tx> + ?Sized + 'm>(
     let mut gather = std::mem::take(&mut tx.gather);
     gather.clear();
     let gathered = messages.into_iter().try_for_each(|message| {
+        if let Some(fd) = message.attached_fd() {
+            // Its descriptor goes with its own frame: what is gathered goes first.
+            flush(tx, drive)?;
+            write_frame(tx, drive, &[&gather], &[])?;
+            gather.clear();
+            scratch.clear();
+            let mut header = [0; length::MAX_HEADER];
+            let payload = message.encode_as(scratch)?;
+            let parts = tx.parts(payload, &mut header)?;
+            return write_frame(tx, drive, &parts, &[fd]);
+        }
         scratch.clear();
         let mut header = [0; length::MAX_HEADER];
         let payload = message.encode_as(scratch)?;
@@ -63,10 +75,22 @@ pub(crate) fn send_message<Tx, M: EncodeAs<Tx> + ?Sized>(
     message: &M,
     fds: &[BorrowedFd<'_>],
 ) -> Result<(), Error> {
-    check_fds(fds)?;
+    let fds = with_attached(message, fds);
+    check_fds(&fds)?;
     scratch.clear();
     let payload = message.encode_as(scratch)?;
-    send_payload(core, drive, payload, fds)
+    send_payload(core, drive, payload, &fds)
+}
+
+/// `fds`, then the descriptor `message` carries itself, if any ([`EncodeAs::attached_fd`]).
+pub(crate) fn with_attached<'a, Tx, M: EncodeAs<Tx> + ?Sized>(
+    message: &'a M,
+    fds: &'a [BorrowedFd<'a>],
+) -> Cow<'a, [BorrowedFd<'a>]> {
+    match message.attached_fd() {
+        None => Cow::Borrowed(fds),
+        Some(fd) => Cow::Owned(fds.iter().copied().chain([fd]).collect()),
+    }
 }
 
 /// Sends an encoded message, after whatever waits to go first.
@@ -364,7 +388,7 @@ pub(crate) fn feed_message<Tx, M: EncodeAs<Tx> + ?Sized>(
     message: &M,
     fds: &[BorrowedFd<'_>],
 ) -> Result<(), Error> {
-    if !fds.is_empty() {
+    if !fds.is_empty() || message.attached_fd().is_some() {
         return send_message(core, scratch, drive, message, fds);
     }
     scratch.clear();
@@ -393,6 +417,9 @@ pub(crate) fn queue_message<Tx, M: EncodeAs<Tx> + ?Sized>(
     message: &M,
     below: usize,
 ) -> Result<Option<bool>, Error> {
+    if message.attached_fd().is_some() {
+        return Ok(None); // a descriptor is never held in a queue
+    }
     scratch.clear();
     let payload = message.encode_as(scratch)?;
     if payload.len() >= below {

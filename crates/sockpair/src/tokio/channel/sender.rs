@@ -13,7 +13,7 @@ use tokio::io::Interest;
 
 use crate::channel::drive::{
     Drive, HIGH_WATER, QUEUE_BELOW, TxCore, Writing, commit, flush_core, has_pending,
-    queue_message, queued_bytes, queued_messages,
+    queue_message, queued_bytes, queued_messages, with_attached,
 };
 use crate::error::Error;
 use crate::frame::length;
@@ -116,10 +116,11 @@ impl<Tx: Encode> AsyncSender<Tx> {
         };
         // On a stream the frame is written from where it is while this future lives;
         // dropped part way, its rest is kept (see `Writing`).
+        let fds = with_attached(message, fds);
         self.scratch.clear();
         let payload = message.encode_as(&mut self.scratch)?;
         let mut header = [0; length::MAX_HEADER];
-        let mut writing = Writing::start(tx, payload, &mut header, fds)?;
+        let mut writing = Writing::start(tx, payload, &mut header, &fds)?;
         let socket = &self.socket;
         poll_fn(|cx| {
             while !writing.done() {
@@ -223,7 +224,14 @@ where
 
     fn start_send(self: Pin<&mut Self>, item: M) -> Result<(), Error> {
         let this = self.get_mut();
-        queue_message(&mut this.core, &mut this.scratch, &item, usize::MAX).map(drop)
+        match queue_message(&mut this.core, &mut this.scratch, &item, usize::MAX)? {
+            Some(_) => Ok(()),
+            None => Err(Error::new(
+                crate::ErrorKind::Encode,
+                "a message that carries a descriptor (a Shared) is not queued by a Sink: \
+                 send it with AsyncSender::send",
+            )),
+        }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
