@@ -5,7 +5,6 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::ptr::NonNull;
-use std::sync::atomic::AtomicU64;
 
 use rustix::fs::SealFlags;
 
@@ -105,13 +104,13 @@ impl Mapping {
     /// The first 8 bytes as a word other processes may change at the same time; `None`
     /// for a mapping shorter than that.
     #[cfg(feature = "worker")]
-    pub(crate) fn word(&self) -> Option<&AtomicU64> {
+    pub(crate) fn word(&self) -> Option<&std::sync::atomic::AtomicU64> {
         if self.len < 8 || self.access == Access::Read {
             return None;
         }
         // SAFETY: the mapping starts on a page boundary (so is aligned for a u64) and
         // holds at least 8 bytes (checked); every process touches it only atomically.
-        Some(unsafe { &*self.at.as_ptr().cast::<AtomicU64>() })
+        Some(unsafe { &*self.at.as_ptr().cast::<std::sync::atomic::AtomicU64>() })
     }
 
     /// Asks the kernel to fault in every page now, writable (`MADV_POPULATE_WRITE`,
