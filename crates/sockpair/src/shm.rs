@@ -32,9 +32,9 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! A new memfd's pages are allocated and zeroed by the kernel when it is made (they are
-//! stored up front, so that the frozen memfd is never sparse): that, not the handover,
-//! is what a large message still costs (see `docs/benchmarks.md`).
+//! What a large message still costs is its fresh pages: the kernel allocates and zeroes
+//! each, and maps it where it is touched through a mapping (see `docs/benchmarks.md`).
+//! Filling a [`SharedMut`] through [`io::Write`] touches no mapping on the sender's side.
 
 use std::fmt;
 use std::io;
@@ -65,8 +65,11 @@ pub(crate) fn memfd(name: &str) -> io::Result<OwnedFd> {
 }
 
 /// A writable buffer of a fixed length in a fresh anonymous memfd, to fill and then
-/// [`freeze`](SharedMut::freeze) into a [`Shared`]. It reads and writes as a `[u8]`
-/// (`Deref`, `DerefMut`), and as an [`io::Write`] that fills it from the start.
+/// [`freeze`](SharedMut::freeze) into a [`Shared`]. Fill it as an [`io::Write`] (from the
+/// start: each write is a `pwrite` into the memfd, the cheapest way to fill fresh pages),
+/// or in place as a `[u8]` (`Deref`, `DerefMut`: each page is faulted in as it is first
+/// touched, or all at once by [`populate`](SharedMut::populate)). Bytes never written
+/// are zero.
 pub struct SharedMut {
     fd: OwnedFd,
     map: Option<Mapping>,
@@ -75,29 +78,22 @@ pub struct SharedMut {
 }
 
 impl SharedMut {
-    /// A buffer of `len` bytes, all zero: a new memfd with every page allocated (so
-    /// that the frozen one is never sparse), sealed against shrinking and growing, and
-    /// mapped read-write with its pages faulted in at once.
+    /// A buffer of `len` bytes, all zero: a new memfd, sealed against shrinking and
+    /// growing, mapped read-write. No page is allocated yet: each is, zeroed, when it is
+    /// first written (or by [`populate`](SharedMut::populate), or at the freeze).
     ///
     /// # Errors
     ///
-    /// The kernel's: no memory for `len` bytes (`ENOSPC`, `ENOMEM`), too many
-    /// descriptors, a `len` too large for a file (`EFBIG`, `EINVAL`).
+    /// The kernel's: too many descriptors, a `len` too large for a file (`EFBIG`,
+    /// `EINVAL`), no address space for the mapping (`ENOMEM`).
     pub fn new(len: usize) -> io::Result<SharedMut> {
         let fd = memfd("sockpair-shared")?;
         let size = u64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         rustix::fs::ftruncate(&fd, size)?;
-        if len > 0 {
-            rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, size)?;
-        }
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW)?;
         let map = match len {
             0 => None,
-            _ => {
-                let mut map = Mapping::map(fd.as_fd(), len, Access::Write)?;
-                map.populate();
-                Some(map)
-            }
+            _ => Some(Mapping::map(fd.as_fd(), len, Access::Write)?),
         };
         Ok(SharedMut {
             fd,
@@ -106,16 +102,41 @@ impl SharedMut {
         })
     }
 
+    /// Allocates and maps every page now (`fallocate`, then `MADV_POPULATE_WRITE`,
+    /// Linux 5.14; where either fails, the pages come as they are touched): for a
+    /// buffer that will be filled in place, two calls instead of a fault per page, and a
+    /// way to pay for fresh pages ahead of time (on another thread, before the data is
+    /// ready).
+    pub fn populate(&mut self) {
+        if let Some(map) = &mut self.map {
+            // Allocated first, in one call: then mapping them is all that is left.
+            let len = map.bytes().len() as u64;
+            if rustix::fs::fallocate(&self.fd, FallocateFlags::empty(), 0, len).is_ok() {
+                map.populate();
+            }
+        }
+    }
+
     /// Seals the bytes as they are now and hands them out read-only: the writable
     /// mapping is dropped first (the kernel refuses `F_SEAL_WRITE` while one exists),
-    /// then the memfd is sealed for good ([`SEALS`]).
+    /// every page never written is allocated (so that the memfd is not sparse), and the
+    /// memfd is sealed for good ([`SEALS`]).
     ///
     /// # Errors
     ///
-    /// The kernel's, from sealing or mapping.
+    /// The kernel's: no memory for the pages never written (`ENOSPC`), or from sealing
+    /// or mapping.
     pub fn freeze(self) -> io::Result<Shared> {
         let SharedMut { fd, map, .. } = self;
         drop(map);
+        let stat = rustix::fs::fstat(&fd)?;
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        let stored = u64::try_from(stat.st_blocks)
+            .unwrap_or(0)
+            .saturating_mul(512);
+        if stored < size {
+            rustix::fs::fallocate(&fd, FallocateFlags::empty(), 0, size)?;
+        }
         rustix::fs::fcntl_add_seals(&fd, SealFlags::WRITE | SealFlags::SEAL)?;
         Shared::from_fd(fd, u64::MAX)
     }
@@ -138,13 +159,16 @@ impl DerefMut for SharedMut {
 }
 
 impl io::Write for SharedMut {
-    /// Copies what fits after what was written before; `Ok(0)` once the buffer is
-    /// full (so `write_all` of more than it holds fails with `WriteZero`).
+    /// Writes what fits after what was written before (a `pwrite` into the memfd: the
+    /// bytes show in the mapping too); `Ok(0)` once the buffer is full (so `write_all`
+    /// of more than it holds fails with `WriteZero`).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let at = self.written;
-        let room = &mut self[at..];
-        let n = room.len().min(buf.len());
-        room[..n].copy_from_slice(&buf[..n]);
+        let room = self.len() - self.written;
+        let n = room.min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        let n = rustix::io::pwrite(&self.fd, &buf[..n], self.written as u64)?;
         self.written += n;
         Ok(n)
     }

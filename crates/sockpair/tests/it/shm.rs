@@ -76,6 +76,32 @@ fn shared_mut_writes_from_the_start_and_refuses_more_than_it_holds() {
     assert!(seals.contains(SEALS));
     let empty = SharedMut::new(0).unwrap().freeze().unwrap();
     assert!(empty.is_empty());
+    // Mostly never written, through either way: frozen whole (not sparse), zeros.
+    for in_place in [false, true] {
+        let mut buffer = SharedMut::new(4 << 20).unwrap();
+        if in_place {
+            buffer[5000] = 9;
+        } else {
+            buffer.write_all(&[9; 10]).unwrap();
+        }
+        let frozen = buffer.freeze().unwrap();
+        let again = Shared::try_from(frozen.as_fd().try_clone_to_owned().unwrap()).unwrap();
+        assert_eq!(
+            again.iter().filter(|&&b| b == 9).count(),
+            if in_place { 1 } else { 10 }
+        );
+        assert_eq!(again.len(), 4 << 20);
+    }
+    // Filled in place after `populate`, and through io::Write: the same bytes.
+    let mut populated = SharedMut::new(1 << 20).unwrap();
+    populated.populate();
+    populated.fill(3);
+    let mut written = SharedMut::new(1 << 20).unwrap();
+    written.write_all(&vec![3; 1 << 20]).unwrap();
+    assert_eq!(
+        &populated.freeze().unwrap()[..],
+        &written.freeze().unwrap()[..]
+    );
 }
 
 #[cfg(feature = "bytes")]
