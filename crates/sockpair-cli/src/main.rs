@@ -120,8 +120,9 @@ enum Command {
     /// sendmsg/recvmsg and room for descriptors: the limit), socket (sockpair's Socket),
     /// channel (Channel), channel-unbatched (the same, its burst one send per message),
     /// async-channel (AsyncChannel on tokio), tokio-framed (tokio-util's Framed), pipe (a
-    /// pair of pipes). The bursts of channel, async-channel and tokio-framed are batched:
-    /// feed each message, flush once.
+    /// pair of pipes), shared (from 1 MiB: Channel<Shared>, a sealed memfd handed over,
+    /// its bytes neither copied nor read). The bursts of channel, async-channel and
+    /// tokio-framed are batched: feed each message, flush once.
     Bench {
         /// The socket type of the pairs.
         #[arg(long = "type", value_name = "TYPE", value_enum, default_value_t = SocketType::Stream)]

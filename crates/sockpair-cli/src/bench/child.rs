@@ -10,6 +10,7 @@ use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::OwnedFd;
 
 use anyhow::{Context, bail};
+use sockpair::shm::Shared;
 use sockpair::{Channel, Socket, Type};
 
 use super::transport::{Impl, framed_recv, framed_send};
@@ -28,6 +29,7 @@ struct Ends {
     framed: Channel<Vec<u8>>,
     pipe_in: PipeReader,
     pipe_out: PipeWriter,
+    shared: Channel<Shared>,
     buf: Vec<u8>,
     /// A channel's received message, a buffer handed back with each receive.
     received: Vec<u8>,
@@ -46,20 +48,33 @@ pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
         .split(',')
         .map(|size| size.parse().context("sizes"))
         .collect::<anyhow::Result<_>>()?;
-    let Ok([raw, channel, async_channel, framed, pipe_in, pipe_out]) =
-        <[OwnedFd; 6]>::try_from(fds)
+    let Ok(
+        [
+            raw,
+            channel,
+            async_channel,
+            framed,
+            pipe_in,
+            pipe_out,
+            shared,
+        ],
+    ) = <[OwnedFd; 7]>::try_from(fds)
     else {
-        bail!("expected six descriptors from the parent");
+        bail!("expected seven descriptors from the parent");
     };
+    let mut shared: Channel<Shared> = Channel::new(Socket::from(shared))?;
+    shared.accept_fds(true)?;
     let raw = Socket::from(raw);
+    let largest = sizes.iter().copied().max().unwrap_or(1);
     let mut ends = Ends {
         stream: raw.ty()? == Type::STREAM,
         raw,
-        channel: Channel::new(Socket::from(channel))?,
-        async_channel: Channel::new(Socket::from(async_channel))?,
-        framed: Channel::new(Socket::from(framed))?,
+        channel: receiving(channel, largest)?,
+        async_channel: receiving(async_channel, largest)?,
+        framed: receiving(framed, largest)?,
         pipe_in: PipeReader::from(pipe_in),
         pipe_out: PipeWriter::from(pipe_out),
+        shared,
         buf: vec![0; sizes.iter().max().copied().unwrap_or(1).max(1)],
         received: Vec::new(),
     };
@@ -78,7 +93,7 @@ pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
         let schedule = Schedule::decode(std::str::from_utf8(&text[..n])?)?;
         for _ in 0..schedule.rounds {
             for (s, &size) in schedule.sizes.iter().enumerate() {
-                for &imp in &impls {
+                for &imp in impls.iter().filter(|imp| imp.measures(size)) {
                     for _ in 0..schedule.round_trips[s] {
                         ends.echo(imp, size)?;
                     }
@@ -87,6 +102,13 @@ pub fn child_main() -> anyhow::Result<std::process::ExitCode> {
             }
         }
     }
+}
+
+/// A channel on `fd` that takes messages of up to `largest` bytes.
+fn receiving(fd: OwnedFd, largest: usize) -> anyhow::Result<Channel<Vec<u8>>> {
+    let mut channel = Channel::new(Socket::from(fd))?;
+    channel.max_frame_len(largest);
+    Ok(channel)
 }
 
 impl Ends {
@@ -127,6 +149,10 @@ impl Ends {
             Impl::Pipe => {
                 self.pipe_in.read_exact(buf)?;
                 self.pipe_out.write_all(buf)?;
+            }
+            Impl::Shared => {
+                let message = self.shared.recv()?.context("the parent closed")?;
+                self.shared.send(&message)?;
             }
         }
         Ok(())
@@ -169,6 +195,14 @@ impl Ends {
                     self.pipe_in.read_exact(buf)?;
                 }
                 self.pipe_out.write_all(b"k")?;
+            }
+            Impl::Shared => {
+                let mut last = None;
+                for _ in 0..count {
+                    last = self.shared.recv()?;
+                }
+                // The acknowledgement: the last message back.
+                self.shared.send(&last.context("the parent closed")?)?;
             }
         }
         Ok(())

@@ -152,7 +152,8 @@ pub fn bench(args: Bench) -> anyhow::Result<ExitCode> {
 
 /// Hands the child its transports, sizes the run, runs it, and reduces the samples.
 fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
-    let (mut transports, child_ends) = Transports::new(args.ty)?;
+    let largest = args.sizes.iter().copied().max().unwrap_or(1);
+    let (mut transports, child_ends) = Transports::new(args.ty, largest)?;
     let borrowed: Vec<_> = child_ends.iter().map(|fd| fd.as_fd()).collect();
     let sizes = args
         .sizes
@@ -206,6 +207,9 @@ fn measure(args: &Bench, control: &Socket) -> anyhow::Result<Vec<Row>> {
         for (i, &imp) in impls.iter().enumerate() {
             let cell = s * impls.len() + i;
             let samples = &mut round_trips[cell];
+            if samples.is_empty() {
+                continue; // not measured at this size
+            }
             samples.sort_unstable();
             throughputs[cell].sort_by(f64::total_cmp);
             rows.push(Row {
@@ -244,8 +248,11 @@ fn run_schedule(
         .context("send the schedule")?;
     for round in 0..schedule.rounds {
         for (s, &size) in schedule.sizes.iter().enumerate() {
-            transports.set_size(size);
+            transports.set_size(size)?;
             for (i, &imp) in impls.iter().enumerate() {
+                if !imp.measures(size) {
+                    continue;
+                }
                 let cell = s * impls.len() + i;
                 transports.timed_round_trips(
                     imp,
@@ -280,7 +287,7 @@ fn run_schedule(
 fn calibrate(args: &Bench, transports: &mut Transports) -> anyhow::Result<Schedule> {
     let mut estimates = Vec::new();
     for &size in &args.sizes {
-        transports.set_size(size);
+        transports.set_size(size)?;
         let start = Instant::now();
         for _ in 0..WARM_UP {
             transports.round_trip(Impl::Libc)?;

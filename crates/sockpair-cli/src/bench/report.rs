@@ -41,7 +41,7 @@ impl Conditions {
 }
 
 /// What the two ratio columns mean.
-const LEGEND: &str = "ratios against libc, same size, same run: rtt \"vs libc\" below 1.000x is faster (lower is better); throughput \"vs libc\" above 1.000x is faster (higher is better). Bursts are batched (feed each message, flush once) for channel, async-channel and tokio-framed, one message per call for the others (channel-unbatched: send per message); libc is headerless and descriptor-blind (a floor), libc-framed writes and reads the channel's frames by hand with room for descriptors (the limit)";
+const LEGEND: &str = "ratios against libc, same size, same run: rtt \"vs libc\" below 1.000x is faster (lower is better); throughput \"vs libc\" above 1.000x is faster (higher is better). Bursts are batched (feed each message, flush once) for channel, async-channel and tokio-framed, one message per call for the others (channel-unbatched: send per message); libc is headerless and descriptor-blind (a floor), libc-framed writes and reads the channel's frames by hand with room for descriptors (the limit); shared (from 1 MiB) hands over a sealed memfd, its bytes neither copied nor read";
 
 /// The libc row of the same size: the baseline of every ratio.
 fn baseline(rows: &[Row], size: usize) -> &Row {
@@ -115,7 +115,7 @@ type Panel = (&'static str, fn(&Row) -> f64);
 
 /// One style per implementation, in [`Impl::ALL`]'s order: colour, dash pattern and
 /// marker differ, so that lines that overlap (libc and socket often do) stay apart.
-const STYLES: [(&str, &str, Marker); 8] = [
+const STYLES: [(&str, &str, Marker); 9] = [
     ("#444444", "", Marker::Circle),
     ("#8c564b", "4,2", Marker::Circle),
     ("#1f77b4", "6,3", Marker::Square),
@@ -124,6 +124,7 @@ const STYLES: [(&str, &str, Marker); 8] = [
     ("#9467bd", "8,3,2,3", Marker::Diamond),
     ("#ff7f0e", "1,3", Marker::Cross),
     ("#2ca02c", "10,4", Marker::Plus),
+    ("#17becf", "3,1", Marker::Square),
 ];
 
 #[derive(Clone, Copy, Debug)]

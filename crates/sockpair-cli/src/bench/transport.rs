@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
+use sockpair::shm::{Shared, SharedMut};
 use sockpair::tokio::AsyncChannel;
 use sockpair::{Channel, Socket, Type, pair};
 use tokio_util::bytes::Bytes;
@@ -40,11 +41,14 @@ pub enum Impl {
     TokioFramed,
     /// A pair of pipes, one each way.
     Pipe,
+    /// sockpair's `Channel<Shared>`: the message is a sealed memfd (made and filled
+    /// once), handed over, its bytes neither copied nor read. Sizes from 1 MiB.
+    Shared,
 }
 
 impl Impl {
     /// In the order measured and reported; the first is the baseline.
-    pub const ALL: [Impl; 8] = [
+    pub const ALL: [Impl; 9] = [
         Impl::Libc,
         Impl::LibcFramed,
         Impl::Socket,
@@ -53,7 +57,16 @@ impl Impl {
         Impl::AsyncChannel,
         Impl::TokioFramed,
         Impl::Pipe,
+        Impl::Shared,
     ];
+
+    /// The smallest message the `shared` row measures.
+    pub const SHARED_FROM: usize = 1 << 20;
+
+    /// Whether it is measured at messages of `size` bytes (`shared` from 1 MiB).
+    pub fn measures(self, size: usize) -> bool {
+        self != Impl::Shared || size >= Impl::SHARED_FROM
+    }
 
     /// Those measured on pairs of `ty`: tokio's `UnixStream` is a stream only.
     pub fn for_type(ty: Type) -> Vec<Impl> {
@@ -79,6 +92,7 @@ impl Impl {
             Impl::AsyncChannel => "async-channel",
             Impl::TokioFramed => "tokio-framed",
             Impl::Pipe => "pipe",
+            Impl::Shared => "shared",
         }
     }
 }
@@ -94,6 +108,9 @@ pub struct Transports {
     framed: Framed<tokio::net::UnixStream, LengthDelimitedCodec>,
     pipe_out: PipeWriter,
     pipe_in: PipeReader,
+    shared: Channel<Shared>,
+    /// The message as a frozen `Shared` (sizes from 1 MiB).
+    shared_message: Option<Shared>,
     message: Vec<u8>,
     /// The message as tokio-util sends it.
     bytes: Bytes,
@@ -106,8 +123,11 @@ impl Transports {
     /// The parent's ends, and the child's: the raw pair's, the channel pair's, the async
     /// channel pair's, the framed (stream) pair's, the read end of the pipe to the child
     /// and the write end of the pipe from it.
-    pub fn new(ty: Type) -> anyhow::Result<(Transports, [OwnedFd; 6])> {
+    pub fn new(ty: Type, largest: usize) -> anyhow::Result<(Transports, [OwnedFd; 7])> {
         let (raw, raw_child) = pair(ty).context("socketpair")?;
+        let (shared, shared_child) = pair(ty).context("socketpair")?;
+        let mut shared: Channel<Shared> = Channel::new(shared)?;
+        shared.accept_fds(true)?;
         let (channel, channel_child) = pair(ty).context("socketpair")?;
         let (async_channel, async_child) = pair(ty).context("socketpair")?;
         let (framed, framed_child) = pair(Type::STREAM).context("socketpair")?;
@@ -122,22 +142,34 @@ impl Transports {
             let framed = std::os::unix::net::UnixStream::from(framed);
             framed.set_nonblocking(true)?;
             (
-                AsyncChannel::new(async_channel)?,
+                {
+                    let mut channel = AsyncChannel::new(async_channel)?;
+                    channel.max_frame_len(largest);
+                    channel
+                },
                 Framed::new(
                     tokio::net::UnixStream::from_std(framed)?,
-                    LengthDelimitedCodec::new(),
+                    LengthDelimitedCodec::builder()
+                        .max_frame_length(largest)
+                        .new_codec(),
                 ),
             )
         };
         let transports = Transports {
             ty,
             raw,
-            channel: Channel::new(channel)?,
+            channel: {
+                let mut channel = Channel::new(channel)?;
+                channel.max_frame_len(largest);
+                channel
+            },
             runtime,
             async_channel,
             framed,
             pipe_out,
             pipe_in,
+            shared,
+            shared_message: None,
             message: Vec::new(),
             bytes: Bytes::new(),
             reply: vec![0; 1 << 20],
@@ -152,6 +184,7 @@ impl Transports {
                 framed_child.into(),
                 to_child_read.into(),
                 from_child_write.into(),
+                shared_child.into(),
             ],
         ))
     }
@@ -205,12 +238,19 @@ impl Transports {
     }
 
     /// Makes the message of the following round trips and bursts `size` bytes long.
-    pub fn set_size(&mut self, size: usize) {
+    pub fn set_size(&mut self, size: usize) -> anyhow::Result<()> {
+        self.shared_message = None; // its pages go before the next are made
+        if Impl::Shared.measures(size) {
+            let mut buffer = SharedMut::new(size)?;
+            buffer.write_all(&vec![0x5a; size])?;
+            self.shared_message = Some(buffer.freeze()?);
+        }
         self.message = vec![0x5a; size];
         self.bytes = Bytes::from(self.message.clone());
         if self.reply.len() < size {
             self.reply.resize(size, 0);
         }
+        Ok(())
     }
 
     /// Sends the message and receives it back.
@@ -252,6 +292,13 @@ impl Transports {
             (Impl::Pipe, _) => {
                 self.pipe_out.write_all(message)?;
                 self.pipe_in.read_exact(reply)?;
+            }
+            (Impl::Shared, _) => {
+                let message = shared_message(&self.shared_message)?;
+                self.shared.send(message)?;
+                self.shared
+                    .recv()?
+                    .context("the child closed its channel")?;
             }
         }
         Ok(())
@@ -339,6 +386,15 @@ impl Transports {
                 }
                 self.pipe_in.read_exact(&mut ack)?;
             }
+            Impl::Shared => {
+                let message = shared_message(&self.shared_message)?;
+                for _ in 0..count {
+                    self.shared.send(message)?;
+                }
+                self.shared
+                    .recv()?
+                    .context("the child closed its channel")?;
+            }
         }
         Ok(())
     }
@@ -407,4 +463,11 @@ pub fn framed_recv(socket: &Socket, stream: bool, payload: &mut [u8]) -> anyhow:
         bail!("a frame of another length came");
     }
     Ok(())
+}
+
+/// The message as a `Shared`, for the `shared` row.
+fn shared_message(message: &Option<Shared>) -> anyhow::Result<&Shared> {
+    message
+        .as_ref()
+        .context("the shared row measures messages from 1 MiB")
 }

@@ -238,8 +238,13 @@ impl Decoder {
 
     /// Moves the buffered start of a large payload into a buffer of its own.
     fn start_partial(&mut self, header: usize, len: usize) -> Result<(), Error> {
+        // A buffer the caller handed back that holds it whole, if there is one: no
+        // memory is spent on it (and no page is faulted in) as the bytes arrive.
+        let mut payload = match self.spare.iter().position(|buf| buf.capacity() >= len) {
+            Some(at) => self.spare.swap_remove(at),
+            None => Vec::new(),
+        };
         let begun = &self.buf[self.start + header..self.end];
-        let mut payload = Vec::new();
         grow(&mut payload, len)?;
         payload.extend_from_slice(begun);
         self.partial = Some(Partial {
