@@ -620,6 +620,25 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
             "legend names {imp}"
         );
     }
+    // The shared row, at sizes from 1 MiB only (streams: a record holds about 208 KiB).
+    let out = sockpair(&[
+        "bench",
+        "--duration",
+        "0.3",
+        "--size",
+        "4096",
+        "--size",
+        "1048576",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let shared: Vec<&serde_json::Value> =
+        rows.iter().filter(|row| row["impl"] == "shared").collect();
+    assert_eq!(shared.len(), 1, "one shared row, at 1 MiB only");
+    assert_eq!(shared[0]["size"], 1048576);
+    let rtt = shared[0]["rtt_ns_p50"].as_f64().unwrap();
+    assert!(rtt > 0.0 && rtt.is_finite(), "{rtt}");
     assert!(!bench_children_alive());
 
     // JSON, on a seqpacket pair.
@@ -674,33 +693,6 @@ fn bench_prints_every_row_with_sane_values_and_leaves_no_child() {
     assert!(stdout(&out).contains("UNPINNED"), "{}", stdout(&out));
     assert!(!bench_children_alive());
     std::fs::remove_dir_all(&dir).unwrap();
-}
-
-#[test]
-fn bench_measures_the_shared_row_from_one_mib() {
-    // (Sizes over 64 KiB are measured on streams only: a record holds about 208 KiB.)
-    for ty in ["stream"] {
-        let out = sockpair(&[
-            "bench",
-            "--type",
-            ty,
-            "--duration",
-            "0.3",
-            "--size",
-            "4096",
-            "--size",
-            "1048576",
-            "--json",
-        ]);
-        assert!(out.status.success(), "{out:?}");
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout(&out)).unwrap();
-        let shared: Vec<&serde_json::Value> =
-            rows.iter().filter(|row| row["impl"] == "shared").collect();
-        assert_eq!(shared.len(), 1, "{ty}: one shared row, at 1 MiB only");
-        assert_eq!(shared[0]["size"], 1048576);
-        let rtt = shared[0]["rtt_ns_p50"].as_f64().unwrap();
-        assert!(rtt > 0.0 && rtt.is_finite(), "{ty}: {rtt}");
-    }
 }
 
 #[test]
