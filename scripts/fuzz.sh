@@ -19,7 +19,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "fuzz.sh: installing cargo-fuzz" >&2
   cargo install -q cargo-fuzz --version 0.13.2 --locked
 fi
-targets=(length_frames lines records memfd_facts fd_rule typed node_line)
+targets=(length_frames lines records memfd_facts fd_rule typed node_line shared_frames)
 each=$(( total / ${#targets[@]} ))
 [ "$each" -ge 1 ] || each=1
 cargo fuzz build -s none 2>&1 | grep -Ev '^ *(Compiling|Finished|Running)' || true

@@ -337,6 +337,101 @@ pub fn typed(data: &[u8]) {
     let _ = String::decode(data);
 }
 
+/// A hostile peer's `Shared` messages (`Channel<Shared>`), over a real socket pair with
+/// a real memfd. The input: a byte choosing the socket type and whether a descriptor is
+/// attached, a byte of seals, the memfd's size (two bytes of 4 KiB pages, or 1 TiB),
+/// how many bytes are stored in it (two bytes), the length the frame claims (the size,
+/// or eight bytes), and how many bytes the payload has (8, or a byte's worth).
+///
+/// Checks that the receiver takes the message exactly when the memfd carries every
+/// seal, holds every byte of its size, fits the limit and matches the claimed length
+/// in an 8-byte payload, that it then has the memfd's length, and that anything else is
+/// an error, never a panic or a fault; a good message still comes through afterwards.
+pub fn shared_frames(data: &[u8]) {
+    use std::os::fd::AsFd;
+
+    use crate::shm::{SEALS, Shared};
+    use crate::{Channel, Type, pair};
+    use rustix::fs::{MemfdFlags, SealFlags};
+
+    let mut input = Input(data);
+    let how = input.byte();
+    let ty = if how & 1 == 0 {
+        Type::STREAM
+    } else {
+        Type::SEQPACKET
+    };
+    let attach = how & 2 == 0;
+    let seals = SealFlags::from_bits_retain(input.byte().into()) & SEALS;
+    let pages = u64::from(input.byte()) << 8 | u64::from(input.byte());
+    let size = match pages {
+        0xffff => 1 << 40,
+        pages => (pages % 64) * 4096 + u64::from(how >> 2) * 61,
+    };
+    let stored = (usize::from(input.byte()) << 8 | usize::from(input.byte())) % (300 * 1024);
+    let claimed = match input.byte() {
+        0 => input.u64(),
+        _ => size,
+    };
+    let payload_len = match input.byte() {
+        0 => 8,
+        n => usize::from(n) % 20,
+    };
+    let (raw, end) = pair(ty).expect("a pair");
+    let mut rx: Channel<Shared> = Channel::new(end).expect("a channel");
+    rx.accept_fds(true).expect("descriptors accepted");
+    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
+    let memfd = rustix::fs::memfd_create("fuzz", flags).expect("a memfd");
+    rustix::io::write(&memfd, &vec![7; stored]).expect("written");
+    rustix::fs::ftruncate(&memfd, size).expect("sized");
+    if !seals.is_empty() {
+        rustix::fs::fcntl_add_seals(&memfd, seals).expect("sealed");
+    }
+    let held = (stored as u64).min(size).div_ceil(4096) * 4096;
+    let acceptable = attach
+        && seals.contains(SEALS)
+        && held >= size
+        && size <= Shared::DEFAULT_MAX_LEN
+        && payload_len == 8
+        && claimed == size;
+    let mut payload = claimed.to_le_bytes().to_vec();
+    payload.resize(payload_len, 0);
+    let mut frame = match ty == Type::STREAM {
+        true => (payload_len as u32).to_be_bytes().to_vec(),
+        false => Vec::new(),
+    };
+    frame.extend(&payload);
+    let fds: Vec<_> = match attach {
+        true => vec![memfd.as_fd()],
+        false => Vec::new(),
+    };
+    if ty == Type::SEQPACKET && frame.is_empty() && attach {
+        return; // an empty record with a sealed memfd is the large-message mark
+    }
+    raw.send_with_fds(&frame, &fds).expect("sent");
+    match rx.recv() {
+        Ok(Some(shared)) => {
+            assert!(
+                acceptable,
+                "taken: {how} {seals:?} {size} {stored} {claimed} {payload_len}"
+            );
+            assert_eq!(shared.len() as u64, size);
+            assert!(shared.iter().take(stored).all(|&b| b == 7));
+        }
+        Ok(None) => panic!("the stream ended"),
+        Err(err) => {
+            assert!(!acceptable, "refused: {err}");
+            assert!(
+                matches!(
+                    err.kind(),
+                    ErrorKind::Decode | ErrorKind::Fds | ErrorKind::TooLarge
+                ),
+                "{err}"
+            );
+        }
+    }
+}
+
 /// Replays `fuzz/corpus/<target>/` (kept in the repository: the hostile cases and every
 /// input that once broke a target) through the entry points, as `cargo test` runs them.
 #[cfg(test)]
@@ -381,6 +476,11 @@ mod tests {
     #[test]
     fn fd_rule_corpus() {
         replay("fd_rule", super::fd_rule);
+    }
+
+    #[test]
+    fn shared_frames_corpus() {
+        replay("shared_frames", super::shared_frames);
     }
 
     #[cfg(feature = "serde")]

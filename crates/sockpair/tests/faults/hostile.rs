@@ -35,6 +35,7 @@ const CASES: &[(&str, Case)] = &[
     ("descriptors inside a frame", fds_mid_frame),
     ("253 descriptors, then 254", many_fds),
     ("fake memfds", fake_memfds),
+    ("fake shared messages", fake_shared),
     ("line over the limit", long_line),
     ("random bytes", random_bytes),
     ("invalid UTF-8 for a String channel", invalid_utf8),
@@ -294,6 +295,69 @@ fn fake_memfds() -> Result<(), String> {
         match rx.recv() {
             Ok(Some(message)) if message == b"next" => {}
             other => return Err(format!("the message after a fake memfd: {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// `Channel<Shared>` on both socket types against memfds that would let the sender
+/// change or shrink them, sparse ones claiming terabytes, non-memfds, sizes other than
+/// the frame's, and frames without a descriptor: each a `Decode` or `Fds` error, no
+/// `SIGBUS`, nothing mapped, nothing spent on what the sender claims (the peak memory
+/// of the run is checked), and a good message still comes through after them.
+fn fake_shared() -> Result<(), String> {
+    use sockpair::shm::{SEALS, Shared};
+    for ty in [Type::STREAM, Type::SEQPACKET] {
+        let (raw, mut rx) = raw::<Shared>(ty);
+        rx.accept_fds(true).map_err(|err| err.to_string())?;
+        let memfd = |seals: SealFlags, size: u64, stored: usize| -> OwnedFd {
+            let fd =
+                rustix::fs::memfd_create("fake", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
+                    .unwrap();
+            rustix::io::write(&fd, &vec![7; stored]).unwrap();
+            rustix::fs::ftruncate(&fd, size).unwrap();
+            if !seals.is_empty() {
+                rustix::fs::fcntl_add_seals(&fd, seals).unwrap();
+            }
+            fd
+        };
+        let (pipe, _w) = std::io::pipe().unwrap();
+        let fakes: Vec<(u64, Option<OwnedFd>)> = vec![
+            (4096, Some(memfd(SEALS - SealFlags::WRITE, 4096, 4096))),
+            (4096, Some(memfd(SEALS - SealFlags::SHRINK, 4096, 4096))),
+            (4096, Some(memfd(SEALS - SealFlags::GROW, 4096, 4096))),
+            (4096, Some(memfd(SEALS - SealFlags::SEAL, 4096, 4096))),
+            (1 << 40, Some(memfd(SEALS, 1 << 40, 0))),
+            (64 << 20, Some(memfd(SEALS, 64 << 20, 4096))),
+            (8192, Some(memfd(SEALS, 4096, 4096))),
+            (0, Some(pipe.into())),
+            (4096, None),
+        ];
+        let header: &[u8] = if ty == Type::STREAM {
+            &[0, 0, 0, 8]
+        } else {
+            &[]
+        };
+        for (claimed, fd) in &fakes {
+            let frame = [header, &claimed.to_le_bytes()[..]].concat();
+            let fds: Vec<_> = fd.iter().map(|fd| fd.as_fd()).collect();
+            raw.send_with_fds(&frame, &fds)
+                .map_err(|err| err.to_string())?;
+        }
+        let good = memfd(SEALS, 100, 100);
+        let frame = [header, &100u64.to_le_bytes()[..]].concat();
+        raw.send_with_fds(&frame, &[good.as_fd()])
+            .map_err(|err| err.to_string())?;
+        drop((raw, fakes, good));
+        for _ in 0..9 {
+            match rx.recv() {
+                Err(err) if matches!(err.kind(), ErrorKind::Decode | ErrorKind::Fds) => {}
+                other => return Err(format!("{ty}: a fake shared message gave {other:?}")),
+            }
+        }
+        match rx.recv() {
+            Ok(Some(shared)) if shared.len() == 100 && shared.iter().all(|&b| b == 7) => {}
+            other => return Err(format!("{ty}: the good message after the fakes: {other:?}")),
         }
     }
     Ok(())
