@@ -10,6 +10,9 @@ features that sockpair probes for fail the way a kernel without them fails:
   close_range                  5.9     ENOSYS
   pidfd_open, pidfd_getfd,     5.3-5.6 ENOSYS
   pidfd_send_signal, clone3
+  a read-only MAP_SHARED mmap  6.7     EPERM (before 6.7 the kernel refuses a shared
+                                       mapping of a write-sealed memfd; here every
+                                       read-only shared mapping is refused)
 
 That is how Linux 5.2 answers. Everything else passes untouched. x86_64 only (the
 system call numbers below are that architecture's).
@@ -29,6 +32,7 @@ if len(sys.argv) < 2:
 
 AUDIT_ARCH_X86_64 = 0xC000003E
 NR = {
+    "mmap": 9,
     "setsockopt": 54,
     "getsockopt": 55,
     "memfd_create": 319,
@@ -40,6 +44,7 @@ NR = {
 }
 SOL_SOCKET, SO_PASSRIGHTS = 1, 83
 MFD_EXEC, MFD_NOEXEC_SEAL = 0x10, 0x08
+PROT_READ, MAP_SHARED = 0x1, 0x01
 
 # Classic BPF over struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6]; }.
 LD_W_ABS, JEQ_K, JSET_K, RET_K = 0x20, 0x15, 0x45, 0x06
@@ -65,7 +70,14 @@ program = [
     ("jeq", NR["pidfd_send_signal"], "enosys", None),
     ("jeq", NR["clone3"], "enosys", None),
     ("jeq", NR["close_range"], "enosys", None),
+    ("jeq", NR["mmap"], "mmap", None),
     ("ret", ALLOW),
+    ("label", "mmap"),
+    ("ld", arg(2)),
+    ("jeq", PROT_READ, None, "allow"),
+    ("ld", arg(3)),
+    ("jset", MAP_SHARED, None, "allow"),
+    ("ret", ERRNO | errno.EPERM),
     ("label", "sockopt"),
     ("ld", arg(1)),
     ("jeq", SOL_SOCKET, None, "allow"),

@@ -350,3 +350,32 @@ fn async_channels_carry_shared_messages() {
         });
     });
 }
+
+/// The mapping is shared read-only; where the kernel refuses that for a write-sealed
+/// memfd (before 6.7: CI's old-kernel run refuses it), private read-only, the same bytes.
+#[test]
+fn a_shared_is_mapped_read_only_shared_or_private_where_the_kernel_refuses() {
+    let shared = patterned(3 << 20);
+    let at = shared.as_ptr() as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|line| {
+            let (range, _) = line.split_once(' ').unwrap();
+            let (start, end) = range.split_once('-').unwrap();
+            let (start, end) = (
+                usize::from_str_radix(start, 16).unwrap(),
+                usize::from_str_radix(end, 16).unwrap(),
+            );
+            (start..end).contains(&at)
+        })
+        .expect("the mapping is listed");
+    let perms = line.split_whitespace().nth(1).unwrap();
+    let expected = match std::env::var_os("SOCKPAIR_OLD_KERNEL") {
+        Some(_) => "r--p",
+        None => "r--s",
+    };
+    assert_eq!(perms, expected, "{line}");
+    assert!(line.contains("memfd:sockpair-shared"), "{line}");
+    assert!(is_pattern(&shared));
+}
