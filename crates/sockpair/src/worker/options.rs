@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Handle, Pool};
 use crate::fork::ProcSelf;
+use crate::spawn::Program;
 
 /// Where a worker's standard input, output or error goes.
 #[derive(Clone, Debug, Default)]
@@ -88,13 +89,23 @@ pub(crate) fn dev_null(number: i32) -> io::Result<OwnedFd> {
 /// assert_eq!(options.spawn(greeting, ())?.join()?, "hello");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
-    pub(crate) env: Vec<(OsString, Option<OsString>)>,
-    pub(crate) env_clear: bool,
-    pub(crate) current_dir: Option<PathBuf>,
+    /// This executable, with the environment and directory changes asked for: what an
+    /// exec'd worker is started as, and what a forked one is told.
+    pub(crate) program: Program,
     pub(crate) stdio: [Stdio; 3],
     pub(crate) exec: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            program: Program::new("/proc/self/exe"),
+            stdio: Default::default(),
+            exec: false,
+        }
+    }
 }
 
 impl Options {
@@ -106,27 +117,25 @@ impl Options {
 
     /// Sets a variable in the workers' environment.
     pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
-        self.env
-            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self.program.env(key, value);
         self
     }
 
     /// Removes a variable from the workers' environment.
     pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
-        self.env.push((key.as_ref().to_owned(), None));
+        self.program.env_remove(key);
         self
     }
 
     /// Starts the workers' environment empty (the variables set after this still are).
     pub fn env_clear(&mut self) -> &mut Self {
-        self.env.clear();
-        self.env_clear = true;
+        self.program.env_clear();
         self
     }
 
     /// The workers' working directory (relative: to this process's, at the spawn).
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
-        self.current_dir = Some(dir.as_ref().to_owned());
+        self.program.current_dir(dir);
         self
     }
 
@@ -182,14 +191,14 @@ impl Options {
 
     /// The environment a worker sees: this process's (unless cleared) with the changes.
     pub(crate) fn environment(&self) -> Vec<(OsString, OsString)> {
-        let mut vars: Vec<(OsString, OsString)> = match self.env_clear {
+        let mut vars: Vec<(OsString, OsString)> = match self.program.get_env_clear() {
             true => Vec::new(),
             false => std::env::vars_os().collect(),
         };
-        for (key, value) in &self.env {
+        for (key, value) in self.program.get_envs() {
             vars.retain(|(have, _)| have != key);
             if let Some(value) = value {
-                vars.push((key.clone(), value.clone()));
+                vars.push((key.to_owned(), value.to_owned()));
             }
         }
         vars
@@ -198,7 +207,7 @@ impl Options {
     /// The working directory a worker starts in, absolute.
     pub(crate) fn directory(&self) -> io::Result<PathBuf> {
         let here = std::env::current_dir()?;
-        Ok(match &self.current_dir {
+        Ok(match self.program.get_current_dir() {
             Some(dir) => here.join(dir),
             None => here,
         })

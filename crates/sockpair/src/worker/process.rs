@@ -20,7 +20,7 @@ use crate::child::Child;
 use crate::error::ErrorKind;
 use crate::shared_word::SharedWord;
 use crate::socket::{Socket, pair};
-use crate::spawn::{Convention, Program, SpawnOptions};
+use crate::spawn::{Convention, SpawnOptions};
 use crate::types::Type;
 use crate::wait::{Events, PollFd, poll_any, poll_until};
 
@@ -347,19 +347,7 @@ impl Process {
 
 /// A worker that is this executable started again with `exec`, set up as `options` say.
 fn start_exec(options: &Options) -> io::Result<(Owner, Socket)> {
-    let mut program = Program::new("/proc/self/exe");
-    if options.env_clear {
-        program.env_clear();
-    }
-    for (key, value) in &options.env {
-        match value {
-            Some(value) => program.env(key, value),
-            None => program.env_remove(key),
-        };
-    }
-    if let Some(dir) = &options.current_dir {
-        program.current_dir(dir);
-    }
+    let mut program = options.program.clone();
     program.pid_var(VAR);
     let mut spawn = SpawnOptions::new();
     spawn
