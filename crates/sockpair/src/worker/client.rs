@@ -43,8 +43,9 @@ pub(crate) fn pidfds() -> bool {
     })
 }
 
-/// The server of this process, started by the first spawn that needs one.
-static SERVER: Mutex<Option<Arc<Client>>> = Mutex::new(None);
+/// The server of this process, started by the first spawn that needs one, with the pid
+/// of the process that started it.
+static SERVER: Mutex<Option<(u32, Arc<Client>)>> = Mutex::new(None);
 
 /// A running fork server and our end of its control pair.
 #[derive(Debug)]
@@ -70,13 +71,19 @@ struct State {
 /// The server to ask: the running one, or a new one if there is none or it died.
 pub(crate) fn server() -> io::Result<Arc<Client>> {
     let mut current = SERVER.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(client) = current.as_ref()
-        && !client.gone.load(Ordering::Acquire)
-    {
-        return Ok(Arc::clone(client));
+    let pid = std::process::id();
+    match current.take() {
+        Some((owner, client)) if owner == pid && !client.gone.load(Ordering::Acquire) => {
+            *current = Some((owner, Arc::clone(&client)));
+            return Ok(client);
+        }
+        // A copy inherited through a fork: its server (and its control pair) belong to
+        // the parent, which a drop here would kill. Left alone, never used.
+        Some((owner, inherited)) if owner != pid => std::mem::forget(inherited),
+        _ => {}
     }
     let client = Arc::new(Client::start()?);
-    *current = Some(Arc::clone(&client));
+    *current = Some((pid, Arc::clone(&client)));
     Ok(client)
 }
 

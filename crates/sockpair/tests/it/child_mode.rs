@@ -29,6 +29,8 @@ fn run_child_mode() {
         "worker-parent" => worker_parent(),
         #[cfg(feature = "worker")]
         "worker-panics" => worker_panics(),
+        #[cfg(feature = "worker")]
+        "worker-fork" => worker_fork(),
         other => {
             eprintln!("unknown child mode {other}");
             3
@@ -257,4 +259,47 @@ fn worker_panics() -> i32 {
     .unwrap();
     println!("helper panicked: {}", helper.join().unwrap());
     0
+}
+
+/// A single-threaded process that spawns a worker (starting a fork server), then forks:
+/// the child spawns through a server of its own (the parent's belongs to the parent),
+/// and afterwards the parent's still serves it. Prints one line per spawn; exit 0.
+#[cfg(feature = "worker")]
+fn worker_fork() -> i32 {
+    // SAFETY: this process runs no other thread yet (the mode runs before main).
+    unsafe { std::env::remove_var(MODE) };
+    sockpair::worker::init();
+    let double = |x: i64| 2 * x;
+    let parent_of = |_: ()| std::os::unix::process::parent_id();
+    let before = sockpair::worker::spawn(parent_of, ())
+        .unwrap()
+        .join()
+        .unwrap();
+    println!("parent server {before}");
+    // SAFETY: this process has one thread (no worker call starts one), so the child may
+    // do anything the parent could.
+    match unsafe { sockpair::fork(sockpair::Type::STREAM) }.unwrap() {
+        sockpair::Fork::Child { socket } => {
+            let answer = sockpair::worker::spawn(double, 21).unwrap().join().unwrap();
+            let server = sockpair::worker::spawn(parent_of, ())
+                .unwrap()
+                .join()
+                .unwrap();
+            println!("child answer {answer} server {server}");
+            drop(socket);
+            0
+        }
+        sockpair::Fork::Parent { mut child, socket } => {
+            let mut buf = [0; 1];
+            let _ = socket.recv(&mut buf); // until the child is done
+            assert!(child.wait().unwrap().success());
+            let answer = sockpair::worker::spawn(double, 4).unwrap().join().unwrap();
+            let after = sockpair::worker::spawn(parent_of, ())
+                .unwrap()
+                .join()
+                .unwrap();
+            println!("parent answer {answer} server {after}");
+            0
+        }
+    }
 }

@@ -258,3 +258,38 @@ fn the_servers_death_inner() {
         "the dead server was reaped"
     );
 }
+
+#[test]
+fn a_forked_child_spawns_through_a_server_of_its_own() {
+    watchdog(|| {
+        if !fork_server_here() {
+            return; // every worker is exec'd here: no server to share
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(crate::child_mode::MODE, "worker-fork")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{output:?}");
+        let number = |prefix: &str, field: usize| -> u32 {
+            let line = text
+                .lines()
+                .find(|line| line.starts_with(prefix))
+                .expect(prefix);
+            line.split_whitespace().nth(field).unwrap().parse().unwrap()
+        };
+        let parent_server = number("parent server", 2);
+        assert_eq!(number("child answer", 2), 42);
+        assert_ne!(
+            number("child answer", 4),
+            parent_server,
+            "the child's own server"
+        );
+        assert_eq!(number("parent answer", 2), 8);
+        assert_eq!(
+            number("parent answer", 4),
+            parent_server,
+            "the parent's server lives on"
+        );
+    });
+}
