@@ -90,10 +90,13 @@
 //! process: `worker::spawn(f, arg)?.join()` gives the result, or an error naming what
 //! happened instead (a panic and its message, an exit, an abort, a kill, a value that
 //! did not survive serde), never a hang; `join_timeout` gives up and leaves the worker
-//! for `kill`. The child is this executable started again with its end at fd 3 and no
-//! other descriptor; its `main` calls `worker::init()` first (forgetting it is an error
-//! from `spawn`, not a process that runs `main` again). A `worker::Pool` reuses `n`
-//! workers, and one that dies fails only its task.
+//! for `kill`. The child is forked by a fork server, this executable started again once
+//! (small and single-threaded, so that a spawn is cheap and safe from any parent), or
+//! started again itself with `worker::Options::exec`; either way it has its end at fd 3
+//! and no other descriptor, and `main` calls `worker::init()` first (forgetting it is an
+//! error from `spawn`, not a process that runs `main` again). A `worker::Pool` reuses
+//! `n` workers, and one that dies fails only its task. `sockpair::shm` hands large
+//! messages over as sealed shared memory, without a copy.
 //!
 //! # The classic pattern: fork
 //!

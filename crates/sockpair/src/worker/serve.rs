@@ -26,13 +26,15 @@ use crate::wait::{Events, poll_until};
 /// # fn run() {}
 /// ```
 ///
-/// In a worker (a process that [`spawn`](super::spawn) or a [`Pool`](super::Pool)
-/// started, recognised by `SOCKPAIR_WORKER` holding its own pid), it never returns: it
-/// runs the functions it is sent, answers each, and exits (status 0 once its parent
-/// closes the pair or the one call of a `spawn` is answered; 2, with a line on stderr,
-/// if it cannot serve: fd 3 is not its parent's end, or its parent runs another
-/// executable). A descendant that inherits `SOCKPAIR_WORKER` is not a worker: the pid
-/// is not its own.
+/// In the fork server or an exec'd worker (this executable started again by
+/// [`spawn`](super::spawn) or a [`Pool`](super::Pool), recognised by `SOCKPAIR_WORKER`
+/// holding its own pid), it never returns. The fork server forks a worker for each
+/// request of its parent and ends when its parent does; a worker (exec'd, or forked by
+/// the server) runs the functions it is sent, answers each, and exits (status 0 once its
+/// parent closes the pair or the one call of a `spawn` is answered; 2, with a line on
+/// stderr, if it cannot serve: fd 3 is not its parent's end, or its parent runs another
+/// executable). A descendant that inherits `SOCKPAIR_WORKER` is not a worker: the pid is
+/// not its own.
 ///
 /// In a test binary, whose `main` is the test harness's, use
 /// [`init_before_main!`](super::init_before_main) instead.
@@ -85,9 +87,9 @@ fn serve_forked_and_exit() -> ! {
     exit_serving(serve_forked(), true)
 }
 
-/// Whether [`init`] ran in this process: a worker is this executable started again,
-/// and without `init` it would run `main` instead of the function (and, if `main`
-/// spawns workers, so would each of them).
+/// Whether [`init`] ran in this process: the fork server (and so every worker) is this
+/// executable started again, and without `init` it would run `main` instead of serving
+/// (and, if `main` spawns workers, so would each of them).
 static INITIALIZED: AtomicBool = AtomicBool::new(false);
 
 /// Refuses to start a worker before [`init`] ran in this process, naming it.
