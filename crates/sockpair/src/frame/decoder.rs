@@ -75,8 +75,9 @@ pub(crate) struct Decoder {
     pub(super) slots: Vec<Slot>,
     pub(super) predicting: usize,
     pub(super) rest: usize,
-    /// How many frames the next predicted read expects: one more than the last one
-    /// brought, or twice as many if it brought all it expected.
+    /// How many frames the next predicted read expects: as many as the last one
+    /// brought, or twice as many if it brought all it expected (a round trip's one
+    /// frame per read thus readies one or two, not always two).
     pub(super) batch: usize,
     /// Frames that a predicted read brought whole, to hand out first.
     pub(super) ready: VecDeque<Frame>,

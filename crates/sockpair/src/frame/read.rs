@@ -192,7 +192,7 @@ impl Decoder {
         let whole = self.ready.len();
         self.batch = match whole == count {
             true => count * 2,
-            false => whole + 1,
+            false => whole.max(1),
         };
         // What came after (in the buffer, or put back there) starts at `offset`.
         self.consumed = offset;

@@ -28,6 +28,7 @@ pub(crate) fn receive<Rx: Receive>(
 /// [`receive`], handing the message's payload to `take`: lent from the receive buffer
 /// (the second argument) or a buffer of its own, with the message's own descriptors
 /// (the third), of which what `take` leaves is appended to `fds`.
+#[inline]
 pub(crate) fn receive_with<T>(
     core: &mut RxCore,
     poll_first: bool,
@@ -42,6 +43,7 @@ pub(crate) fn receive_with<T>(
 }
 
 /// Receives one frame from a stream, reading until one is whole.
+#[inline]
 fn recv_frame<T>(
     rx: &mut StreamRx,
     mut poll_first: bool,
