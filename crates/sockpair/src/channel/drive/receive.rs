@@ -76,6 +76,7 @@ fn recv_frame<T>(
 }
 
 /// Receives one record, and the message it carries (a large one from its memfd).
+#[inline]
 fn recv_record<T>(
     rx: &mut RecordRx,
     drive: Drive<'_>,
