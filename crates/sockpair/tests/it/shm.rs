@@ -76,6 +76,10 @@ fn shared_mut_writes_from_the_start_and_refuses_more_than_it_holds() {
     assert!(seals.contains(SEALS));
     let empty = SharedMut::new(0).unwrap().freeze().unwrap();
     assert!(empty.is_empty());
+    // Lengths no file or address space holds: errors, not panics.
+    for len in [usize::MAX, usize::MAX / 2, 1 << 62] {
+        assert!(SharedMut::new(len).is_err(), "{len}");
+    }
     // Mostly never written, through either way: frozen whole (not sparse), zeros.
     for in_place in [false, true] {
         let mut buffer = SharedMut::new(4 << 20).unwrap();
