@@ -409,7 +409,8 @@ fn run_task(
     mut process: Option<Process>,
     task: &Task,
 ) -> Option<Process> {
-    for attempt in 1..=DELIVERY_ATTEMPTS {
+    let mut attempt = 1;
+    loop {
         let worker = match process.take() {
             Some(worker) if worker.idle_and_in_step() => worker,
             stale => {
@@ -461,6 +462,7 @@ fn run_task(
                 let undelivered = worker.taken() != Some(task.id);
                 if undelivered && attempt < DELIVERY_ATTEMPTS && task.slot.requeue() {
                     drop(worker.death()); // it never ran this task: not its outcome
+                    attempt += 1;
                     continue;
                 }
                 task.slot.ending();
@@ -469,7 +471,6 @@ fn run_task(
             }
         }
     }
-    unreachable!("the last attempt always returns")
 }
 
 impl Drop for Pool {
