@@ -11,7 +11,6 @@ use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{MemfdFlags, SealFlags};
-use rustix::io::Errno;
 
 use crate::error::{Error, ErrorKind};
 
@@ -28,14 +27,12 @@ pub(crate) fn seal(payload: &[u8]) -> io::Result<OwnedFd> {
 
 /// [`seal`], asking for `MFD_NOEXEC_SEAL` or not (for the test of the fallback).
 pub(crate) fn seal_with(payload: &[u8], noexec: bool) -> io::Result<OwnedFd> {
-    let flags = MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING;
     let fd = match noexec {
-        true => match rustix::fs::memfd_create("sockpair-message", flags | MemfdFlags::NOEXEC_SEAL)
-        {
-            Err(Errno::INVAL) => rustix::fs::memfd_create("sockpair-message", flags)?,
-            other => other?,
-        },
-        false => rustix::fs::memfd_create("sockpair-message", flags)?,
+        true => crate::shm::memfd("sockpair-message")?,
+        false => rustix::fs::memfd_create(
+            "sockpair-message",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?,
     };
     let mut file = File::from(fd);
     file.write_all(payload)?;

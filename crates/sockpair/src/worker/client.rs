@@ -53,7 +53,7 @@ pub(crate) struct Client {
     state: Mutex<State>,
     /// Set once the server is unusable: read without the lock, which a spawn waiting
     /// for the server holds.
-    gone: AtomicBool,
+    gone: Arc<AtomicBool>,
 }
 
 #[derive(Debug)]
@@ -66,6 +66,8 @@ struct State {
     forgotten: HashSet<i32>,
     /// Why the server is unusable, once it is.
     dead: Option<String>,
+    /// The client's `gone`, set with `dead`.
+    gone: Arc<AtomicBool>,
 }
 
 /// The server to ask: the running one, or a new one if there is none or it died.
@@ -111,7 +113,8 @@ impl Client {
         }
         let (server, socket) = options.spawn_program(&program)?;
         let mut channel = Channel::new(socket)?;
-        channel.accept_fds(true)?;
+        channel.accept_fds(true)?.write_timeout(None);
+        let gone = Arc::new(AtomicBool::new(false));
         Ok(Client {
             state: Mutex::new(State {
                 channel,
@@ -119,16 +122,14 @@ impl Client {
                 exited: HashMap::new(),
                 forgotten: HashSet::new(),
                 dead: None,
+                gone: Arc::clone(&gone),
             }),
-            gone: AtomicBool::new(false),
+            gone,
         })
     }
 
-    fn lock(&self) -> Guard<'_> {
-        Guard {
-            state: self.state.lock().unwrap_or_else(|p| p.into_inner()),
-            gone: &self.gone,
-        }
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Asks the server for a worker: its pid and pidfd.
@@ -140,7 +141,6 @@ impl Client {
         let mut state = self.lock();
         state.check()?;
         let frame = postcard::to_allocvec(request).map_err(io::Error::other)?;
-        state.channel.write_timeout(None);
         if let Err(err) = state.channel.send_with_fds(&frame, fds) {
             return Err(state.died(&format!("the request could not be sent: {err}")));
         }
@@ -184,34 +184,6 @@ impl Client {
     }
 }
 
-/// The locked state, which marks the client gone as the lock is released if the server
-/// died meanwhile.
-struct Guard<'a> {
-    state: MutexGuard<'a, State>,
-    gone: &'a AtomicBool,
-}
-
-impl std::ops::Deref for Guard<'_> {
-    type Target = State;
-    fn deref(&self) -> &State {
-        &self.state
-    }
-}
-
-impl std::ops::DerefMut for Guard<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.state
-    }
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        if self.state.dead.is_some() {
-            self.gone.store(true, Ordering::Release);
-        }
-    }
-}
-
 impl State {
     fn check(&self) -> io::Result<()> {
         match &self.dead {
@@ -229,6 +201,7 @@ impl State {
                 .wait()
                 .map_or(String::new(), |s| format!(" ({s})"));
             self.dead = Some(format!("the worker fork server is gone{status}: {why}"));
+            self.gone.store(true, Ordering::Release);
         }
         io::Error::new(
             io::ErrorKind::BrokenPipe,

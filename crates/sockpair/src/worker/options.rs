@@ -33,25 +33,13 @@ impl Stdio {
         Stdio::Fd(Arc::new(fd.into()))
     }
 
-    /// The descriptor a worker gets as standard stream `number`: `None` for
-    /// [`Stdio::Null`] (or an inherited stream that is closed here).
-    pub(crate) fn resolve(&self, number: i32) -> io::Result<Option<OwnedFd>> {
+    /// What an exec'd worker gets as standard stream `number`: `None` to inherit it (the
+    /// spawn does), else a descriptor of its own.
+    pub(crate) fn for_exec(&self, number: i32) -> io::Result<Option<OwnedFd>> {
         match self {
-            Stdio::Null => Ok(None),
+            Stdio::Inherit => Ok(None),
+            Stdio::Null => dev_null(number).map(Some),
             Stdio::Fd(fd) => Ok(Some(fd.as_fd().try_clone_to_owned()?)),
-            Stdio::Inherit => {
-                let own = match number {
-                    0 => io::stdin().as_fd().try_clone_to_owned(),
-                    1 => io::stdout().as_fd().try_clone_to_owned(),
-                    _ => io::stderr().as_fd().try_clone_to_owned(),
-                };
-                match own {
-                    Ok(fd) => Ok(Some(fd)),
-                    // Closed here: the worker gets /dev/null rather than nothing.
-                    Err(err) if err.raw_os_error() == Some(libc::EBADF) => Ok(None),
-                    Err(err) => Err(err),
-                }
-            }
         }
     }
 }

@@ -13,7 +13,7 @@ use super::client::{self, Forked};
 use super::entry::{FD, VAR};
 use super::error::Error;
 use super::forkserver::SpawnRequest;
-use super::options::{Options, Stdio, dev_null, umask};
+use super::options::{Options, Stdio, umask};
 use super::serve::check_initialized;
 use crate::channel::Channel;
 use crate::child::Child;
@@ -355,11 +355,7 @@ fn start_exec(options: &Options) -> io::Result<(Owner, Socket)> {
         .convention(Convention::None)
         .kill_on_drop(true);
     for (number, stdio) in (0..).zip(&options.stdio) {
-        if !matches!(stdio, Stdio::Inherit) {
-            let fd = match stdio.resolve(number)? {
-                Some(fd) => fd,
-                None => dev_null(number)?,
-            };
+        if let Some(fd) = stdio.for_exec(number)? {
             spawn.fd(number, fd);
         }
     }
@@ -374,34 +370,19 @@ fn start_exec(options: &Options) -> io::Result<(Owner, Socket)> {
 /// A worker forked by the fork server, set up as `options` say.
 fn start_forked(options: &Options) -> io::Result<(Owner, Socket)> {
     let (ours, theirs) = pair(Type::STREAM)?;
-    // Descriptors of ours are handed over as they are (no copy): the server receives
-    // its own.
-    let mut given: Vec<OwnedFd> = Vec::with_capacity(3);
+    // Descriptors are handed over as they are (no copy): the server receives its own.
+    // An inherited stream that is closed here is `/dev/null` there.
     let streams = (io::stdin(), io::stdout(), io::stderr());
     let ours_stdio = [streams.0.as_fd(), streams.1.as_fd(), streams.2.as_fd()];
-    let mut inherited: [Option<BorrowedFd<'_>>; 3] = [None; 3];
     let mut null = [false; 3];
-    for (number, choice) in (0..).zip(&options.stdio) {
-        let at = number as usize;
-        match choice {
-            // Closed here: the worker gets /dev/null rather than nothing.
-            Stdio::Inherit => match rustix::io::fcntl_getfd(ours_stdio[at]) {
-                Ok(_) => inherited[at] = Some(ours_stdio[at]),
-                Err(_) => null[at] = true,
-            },
-            other => match other.resolve(number)? {
-                Some(fd) => given.push(fd),
-                None => null[at] = true,
-            },
-        }
-    }
-    let mut given = given.iter();
     let mut fds: Vec<BorrowedFd<'_>> = vec![theirs.as_fd()];
-    for at in 0..3 {
-        if let Some(fd) = inherited[at] {
-            fds.push(fd);
-        } else if !null[at] {
-            fds.push(given.next().expect("one for each").as_fd());
+    for (at, choice) in options.stdio.iter().enumerate() {
+        match choice {
+            Stdio::Inherit if rustix::io::fcntl_getfd(ours_stdio[at]).is_ok() => {
+                fds.push(ours_stdio[at]);
+            }
+            Stdio::Inherit | Stdio::Null => null[at] = true,
+            Stdio::Fd(fd) => fds.push(fd.as_fd()),
         }
     }
     let request = SpawnRequest::new(options.environment(), options.directory()?, umask()?, null);

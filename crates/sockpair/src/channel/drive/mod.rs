@@ -158,12 +158,9 @@ impl<'a> Drive<'a> {
                 }
             }
         }
-        if self
-            .deadline
-            .is_some_and(|deadline| deadline <= Instant::now())
-        {
+        if self.timeout.1.is_some_and(|timeout| timeout.is_zero()) {
             // No time to wait (a zero timeout): one try that does not block, and no
-            // `poll` before it.
+            // `poll` before it (and no clock read).
             loop {
                 match op(self.socket, true) {
                     Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
