@@ -1,3 +1,3 @@
 //! The running executable, for the worker: which loaded object holds an address.
 
-pub(crate) use crate::sys::process::object_base;
+pub(crate) use crate::sys::process::code_ranges;

@@ -17,7 +17,7 @@ use crate::sys::process::{close_from as sys_close_from, dup_to as sys_dup_to};
 use crate::sys::process::{exit_immediately as sys_exit, fork as sys_fork};
 use crate::types::Type;
 #[cfg(feature = "worker")]
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 /// Proof that this process has one thread, which holds this value: from
 /// [`fork_alone`], in its child (a fork copies only the calling thread). Not `Send`:
@@ -28,117 +28,112 @@ pub(crate) struct Alone {
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
-/// How many threads this process has: `num_threads` of `/proc/self/stat`.
+/// This process's thread count, kept at hand: the link count of `/proc/self/task`
+/// (two, plus one per thread), from a descriptor opened once, so that each count is one
+/// `fstat`. The pid it was opened by is kept: in a forked child the directory would
+/// still be its parent's, and counting there is an error.
 #[cfg(feature = "worker")]
-pub(crate) fn thread_count() -> io::Result<usize> {
-    static STAT: ProcSelf = ProcSelf::new("stat");
-    let stat = STAT.read()?;
-    // The fields after the command name (which may hold anything, `)` included):
-    // state is the 3rd field of the line, num_threads the 20th.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_whitespace().nth(17))
-        .and_then(|threads| threads.parse().ok())
-        .ok_or_else(|| io::Error::other("/proc/self/stat has no thread count"))
-}
-
-/// A file of `/proc/self`, kept open and read again from its start each time (the
-/// kernel writes it anew): cheaper than opening it for every read. Reopened in a child
-/// of the process that opened it (the open file names that process).
-#[cfg(feature = "worker")]
-pub(crate) struct ProcSelf {
-    name: &'static str,
-    file: std::sync::Mutex<Option<(u32, std::fs::File)>>,
+#[derive(Debug)]
+pub(crate) struct Threads {
+    dir: OwnedFd,
+    pid: rustix::process::Pid,
 }
 
 #[cfg(feature = "worker")]
-impl ProcSelf {
-    pub(crate) const fn new(name: &'static str) -> ProcSelf {
-        ProcSelf {
-            name,
-            file: std::sync::Mutex::new(None),
+impl Threads {
+    /// Opens `/proc/self/task` of this process.
+    pub(crate) fn open() -> io::Result<Threads> {
+        let dir = rustix::fs::open(
+            "/proc/self/task",
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        Ok(Threads {
+            dir,
+            pid: rustix::process::getpid(),
+        })
+    }
+
+    /// How many threads this process has now.
+    pub(crate) fn count(&self) -> io::Result<usize> {
+        if rustix::process::getpid() != self.pid {
+            return Err(io::Error::other(
+                "a thread count opened by another process (a forked child's parent)",
+            ));
+        }
+        let links = rustix::fs::fstat(&self.dir)?.st_nlink;
+        match usize::try_from(links)
+            .ok()
+            .and_then(|links| links.checked_sub(2))
+        {
+            Some(threads) if threads > 0 => Ok(threads),
+            _ => Err(io::Error::other(format!(
+                "/proc/self/task has {links} links: no thread count"
+            ))),
         }
     }
 
-    /// The whole file, as the kernel writes it now.
-    pub(crate) fn read(&self) -> io::Result<String> {
-        use std::os::unix::fs::FileExt;
-        let mut kept = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = std::process::id();
-        let file = match kept.take() {
-            Some((opened_by, file)) if opened_by == pid => file,
-            _ => std::fs::File::open(format!("/proc/self/{}", self.name))?,
-        };
-        let mut text = Vec::with_capacity(2048);
-        let mut chunk = [0; 2048];
-        loop {
-            match file.read_at(&mut chunk, text.len() as u64)? {
-                0 => break,
-                n => text.extend_from_slice(&chunk[..n]),
-            }
+    /// Proof that this process has one thread now, or an error naming how many it has.
+    pub(crate) fn alone(&self) -> io::Result<Alone> {
+        match self.count()? {
+            1 => Ok(Alone {
+                _not_send: std::marker::PhantomData,
+            }),
+            threads => Err(io::Error::other(format!(
+                "refusing to fork a process of {threads} threads: only a single-threaded one \
+                 forks safely"
+            ))),
         }
-        *kept = Some((pid, file));
-        String::from_utf8(text).map_err(io::Error::other)
     }
-}
-
-/// Forks this process, after checking that it has one thread: then the child may do
-/// anything the parent could (allocate, print, panic), since no lock can be held by a
-/// thread that did not come along. `Ok(Ok(pid))` in the parent, `Ok(Err(Alone))` in
-/// the child.
-///
-/// # Errors
-///
-/// An error naming the thread count if there is more than one thread (nothing forks);
-/// the kernel's error from `fork`.
-#[cfg(feature = "worker")]
-pub(crate) fn fork_alone() -> io::Result<Result<i32, Alone>> {
-    let threads = thread_count()?;
-    if threads != 1 {
-        return Err(io::Error::other(format!(
-            "refusing to fork a process of {threads} threads: only a single-threaded one \
-             forks safely"
-        )));
-    }
-    // SAFETY: this process has one thread (checked just above; only this thread could
-    // have started another since, and it did not), so the child, a copy of this thread,
-    // inherits no lock held by anyone else: all of std works there.
-    Ok(match unsafe { sys_fork()? } {
-        Some(pid) => Ok(pid),
-        None => Err(Alone {
-            _not_send: std::marker::PhantomData,
-        }),
-    })
-}
-
-/// Removes `keys` from the environment if this process has one thread (the fork
-/// server, at its start: the variables that made it the server are no worker's).
-#[cfg(feature = "worker")]
-pub(crate) fn remove_env_alone(keys: &[&str]) -> io::Result<()> {
-    if thread_count()? != 1 {
-        return Err(io::Error::other(
-            "the environment is changed only with one thread",
-        ));
-    }
-    for key in keys {
-        // SAFETY: this process has one thread (checked just above, and only this
-        // thread could have started another since): nothing else reads the environment.
-        unsafe { std::env::remove_var(key) };
-    }
-    Ok(())
 }
 
 #[cfg(feature = "worker")]
 impl Alone {
-    /// Makes the environment exactly `vars`, changing only what differs.
-    pub(crate) fn replace_environment(&self, vars: Vec<(std::ffi::OsString, std::ffi::OsString)>) {
-        let mut wanted: std::collections::HashMap<_, _> = vars
-            .into_iter()
-            .filter(|(key, _)| !key.is_empty() && !key.as_encoded_bytes().contains(&b'='))
+    /// Forks this process, which has one thread (`self` is the proof, taken just
+    /// before): then the child may do anything the parent could (allocate, print,
+    /// panic), since no lock can be held by a thread that did not come along. `Ok(pid)`
+    /// in the parent, `Err(Alone)` in the child.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error from `fork`.
+    pub(crate) fn fork(self) -> io::Result<Result<i32, Alone>> {
+        // SAFETY: this process has one thread (`self` proves it, and only this thread
+        // could have started another since, which it did not: it holds `self`), so the
+        // child, a copy of this thread, inherits no lock held by anyone else: all of std
+        // works there.
+        Ok(match unsafe { sys_fork()? } {
+            Some(pid) => Ok(pid),
+            None => Err(self),
+        })
+    }
+
+    /// Removes `keys` from the environment (the fork server, at its start: the
+    /// variables that made it the server are no worker's).
+    pub(crate) fn remove_env(&self, keys: &[&str]) {
+        for key in keys {
+            // SAFETY: `self` proves this process has one thread (the caller's): nothing
+            // else reads the environment.
+            unsafe { std::env::remove_var(key) };
+        }
+    }
+    /// Makes the environment exactly `vars` (keys and values as bytes), changing only
+    /// what differs. A pair whose key is empty or holds `=` is left out: no environment
+    /// can hold it.
+    pub(crate) fn replace_environment(&self, vars: &[(&[u8], &[u8])]) {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let mut wanted: std::collections::HashMap<&OsStr, &OsStr> = vars
+            .iter()
+            .filter(|(key, _)| !key.is_empty() && !key.contains(&b'='))
+            .map(|(key, value)| (OsStr::from_bytes(key), OsStr::from_bytes(value)))
             .collect();
         for (key, value) in std::env::vars_os() {
-            match wanted.get(&key) {
+            match wanted.get(key.as_os_str()) {
                 Some(same) if *same == value => {
-                    wanted.remove(&key);
+                    wanted.remove(key.as_os_str());
                 }
                 Some(_) => {}
                 // SAFETY: `self` proves this process has one thread (the caller's): no
@@ -152,17 +147,18 @@ impl Alone {
         }
     }
 
-    /// Turns this forked child into a process that holds `end` at fd 3, `stdio` at 0,
-    /// 1 and 2, and no other descriptor; `owners` is every value that owned one of this
-    /// process's descriptors (all of them: the server's state), which is leaked, never
-    /// dropped, so that no number is closed twice. The process is also killed if its
-    /// parent ends (`PR_SET_PDEATHSIG`), and exits at once if that already happened.
+    /// Turns this forked child into a process that holds `end` at fd 3 (returned,
+    /// close-on-exec), `stdio` at 0, 1 and 2, and no other descriptor; `owners` is every
+    /// value that owned one of this process's descriptors (all of them: the server's
+    /// state), which is leaked, never dropped, so that no number is closed twice. The
+    /// process is also killed if its parent ends (`PR_SET_PDEATHSIG`), and exits at once
+    /// if that already happened.
     pub(crate) fn become_worker_process<T>(
         &self,
         end: OwnedFd,
         stdio: Vec<OwnedFd>,
         owners: T,
-    ) -> io::Result<()> {
+    ) -> io::Result<Socket> {
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
         if rustix::process::getppid().is_none_or(|pid| pid.as_raw_nonzero().get() == 1) {
             exit_immediately(0); // the server is gone already
@@ -171,16 +167,19 @@ impl Alone {
         for (number, fd) in stdio.iter().enumerate() {
             // SAFETY: numbers 0 to 2 are stdio, which no value owns (the server's are
             // `/dev/null`, opened by its spawn); `self` proves no other thread uses them.
-            unsafe { sys_dup_to(fd.as_fd(), number as i32)? };
+            unsafe { sys_dup_to(fd.as_fd(), number as i32, false)? };
         }
         // SAFETY: number 3 was the server's end, owned by `owners`, leaked above.
-        unsafe { sys_dup_to(end.as_fd(), 3)? };
+        unsafe { sys_dup_to(end.as_fd(), 3, true)? };
         // Their own numbers (from 4 on, or one of 0 to 3 they now hold) are closed
         // below, with the rest, or kept.
         std::mem::forget((end, stdio));
         // SAFETY: every value that owned a descriptor from 4 on was `owners`, `end` or
         // `stdio`, all leaked above; no other thread exists.
-        unsafe { sys_close_from(4) }
+        unsafe { sys_close_from(4)? };
+        // SAFETY: number 3 holds the end (placed just above), and nothing owns it: its
+        // former owner was leaked with `owners`.
+        Ok(Socket::from(unsafe { OwnedFd::from_raw_fd(3) }))
     }
 }
 

@@ -22,6 +22,24 @@ pub(crate) fn poll_until(
     poll_any(&mut [PollFd::new(&fd, events)], deadline)
 }
 
+/// Whether one of `fds` is ready for its events (or has an error or hang-up) now (each
+/// `PollFd`'s `revents` then say which): one `poll` that does not wait, and reads no
+/// clock.
+#[cfg(feature = "worker")]
+pub(crate) fn ready_now(fds: &mut [PollFd<'_>]) -> io::Result<bool> {
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    loop {
+        match rustix::event::poll(fds, Some(&now)) {
+            Ok(ready) => return Ok(ready > 0),
+            Err(Errno::INTR) => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
 /// [`poll_until`] for several descriptors: waits until one of them is ready for its
 /// events (each `PollFd`'s `revents` then say which), or until `deadline`.
 #[inline]

@@ -139,7 +139,7 @@ impl<Tx, Rx> Channel<Tx, Rx> {
     /// The kernel's error from asking the socket its type or its options.
     pub fn new(socket: Socket) -> io::Result<Self> {
         match socket.ty()? {
-            Type::STREAM => Self::with_framing(socket, Framing::Length),
+            Type::STREAM => Self::stream(socket, Framing::Length),
             ty => {
                 let seqpacket = ty == Type::SEQPACKET;
                 if seqpacket {
@@ -178,6 +178,11 @@ impl<Tx, Rx> Channel<Tx, Rx> {
                 ),
             ));
         }
+        Self::stream(socket, framing)
+    }
+
+    /// A channel over `socket`, a stream, with the given framing.
+    fn stream(socket: Socket, framing: Framing) -> io::Result<Self> {
         let accept = accepts(&socket)?;
         Ok(Self::from_cores(
             socket,

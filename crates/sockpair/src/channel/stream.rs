@@ -47,6 +47,11 @@ impl StreamRx {
         self.accept = accept;
     }
 
+    /// Whether descriptors that come are taken.
+    pub(crate) fn accepts(&self) -> bool {
+        self.accept
+    }
+
     /// The next whole frame from what has arrived, `Ok(None)` if more bytes are needed.
     ///
     /// # Errors

@@ -1,4 +1,4 @@
-//! Process-level calls: `fork`, `_exit`, `dladdr`, and claiming a descriptor that this
+//! Process-level calls: `fork`, `_exit`, the loader's list of objects, and claiming a descriptor that this
 //! process inherited by number.
 
 use std::io;
@@ -62,21 +62,58 @@ pub(crate) unsafe fn claim_socket(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// The address at which the loaded object (the executable or a shared library) that
-/// holds `addr` starts (`dladdr`'s `dli_fbase`); `None` if no loaded object holds it, or
-/// the process has no dynamic loader to ask (a static executable).
+/// The address ranges of the code (the executable `PT_LOAD` segments) of the loaded
+/// object (the executable, or a shared library) that holds `addr`, from the loader's
+/// own list (`dl_iterate_phdr`); empty if no loaded object holds `addr`.
 #[cfg(feature = "worker")]
-pub(crate) fn object_base(addr: usize) -> Option<usize> {
-    let mut info = libc::Dl_info {
-        dli_fname: std::ptr::null(),
-        dli_fbase: std::ptr::null_mut(),
-        dli_sname: std::ptr::null(),
-        dli_saddr: std::ptr::null_mut(),
+pub(crate) fn code_ranges(addr: usize) -> Vec<std::ops::Range<usize>> {
+    struct Search {
+        addr: usize,
+        code: Vec<std::ops::Range<usize>>,
+    }
+    extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        search: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader passes a valid `dl_phdr_info` for the duration of the call,
+        // whose `dlpi_phdr` points at `dlpi_phnum` program headers; `search` is the
+        // `&mut Search` passed to dl_iterate_phdr below, used by nothing else meanwhile.
+        let (info, search) = unsafe { (&*info, &mut *search.cast::<Search>()) };
+        let headers: &[libc::Elf64_Phdr] = match info.dlpi_phdr.is_null() {
+            true => &[],
+            // SAFETY: as above.
+            false => unsafe {
+                std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum))
+            },
+        };
+        let loaded = headers
+            .iter()
+            .filter(|header| header.p_type == libc::PT_LOAD);
+        let range = |header: &libc::Elf64_Phdr| {
+            let start = (info.dlpi_addr as usize).wrapping_add(header.p_vaddr as usize);
+            start..start.saturating_add(header.p_memsz as usize)
+        };
+        if !loaded
+            .clone()
+            .any(|header| range(header).contains(&search.addr))
+        {
+            return 0; // another object: go on
+        }
+        search.code = loaded
+            .filter(|header| header.p_flags & libc::PF_X != 0)
+            .map(range)
+            .collect();
+        1
+    }
+    let mut search = Search {
+        addr,
+        code: Vec::new(),
     };
-    // SAFETY: dladdr only looks `addr` up in the loader's tables (it never dereferences
-    // it) and writes into `info`, a writable `Dl_info`.
-    let found = unsafe { libc::dladdr(addr as *const libc::c_void, &mut info) };
-    (found != 0 && !info.dli_fbase.is_null()).then_some(info.dli_fbase as usize)
+    // SAFETY: `visit` matches the callback type, reads only what the loader passes it,
+    // and writes only into `search`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
+    search.code
 }
 
 /// `close_range(first, ~0, 0)`: closes every descriptor from `first` on (with a loop
@@ -113,15 +150,26 @@ pub(crate) unsafe fn close_from(first: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// `dup2(fd, number)`: `number` now refers to what `fd` does (without close-on-exec).
+/// `dup3(fd, number)`: `number` now refers to what `fd` does, close-on-exec or not as
+/// `cloexec` says (also when `fd` already is `number`).
 ///
 /// # Safety
 ///
 /// Whatever owned `number` before (if anything) must never use or close it again.
 #[cfg(feature = "worker")]
-pub(crate) unsafe fn dup_to(fd: std::os::fd::BorrowedFd<'_>, number: RawFd) -> io::Result<()> {
+pub(crate) unsafe fn dup_to(
+    fd: std::os::fd::BorrowedFd<'_>,
+    number: RawFd,
+    cloexec: bool,
+) -> io::Result<()> {
     use std::os::fd::AsRawFd;
-    // SAFETY: dup2 takes plain integers and touches no memory; `fd` is open for the call
+    if fd.as_raw_fd() == number {
+        let flags = if cloexec { libc::FD_CLOEXEC } else { 0 };
+        // SAFETY: F_SETFD takes an int and touches no memory; `fd` is open (borrowed).
+        return cvt(unsafe { libc::fcntl(number, libc::F_SETFD, flags) }).map(drop);
+    }
+    let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+    // SAFETY: dup3 takes plain integers and touches no memory; `fd` is open for the call
     // (borrowed); the former owner of `number` is the caller's concern (above).
-    cvt(unsafe { libc::dup2(fd.as_raw_fd(), number) }).map(drop)
+    cvt(unsafe { libc::dup3(fd.as_raw_fd(), number, flags) }).map(drop)
 }

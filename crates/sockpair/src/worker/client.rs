@@ -7,9 +7,12 @@
 //! is gone) are dropped as they come.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,6 +71,10 @@ struct State {
     dead: Option<String>,
     /// The client's `gone`, set with `dead`.
     gone: Arc<AtomicBool>,
+    /// The server's environment, as the last request that carried one set it (`None`
+    /// before, and after a refusal): a request whose environment is this one leaves it
+    /// out.
+    environment: Option<Vec<(OsString, OsString)>>,
 }
 
 /// The server to ask: the running one, or a new one if there is none or it died.
@@ -123,6 +130,7 @@ impl Client {
                 forgotten: HashSet::new(),
                 dead: None,
                 gone: Arc::clone(&gone),
+                environment: None,
             }),
             gone,
         })
@@ -132,17 +140,36 @@ impl Client {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks the server for a worker: its pid and pidfd.
+    /// Asks the server for a worker that sees `env`, `cwd` and `umask`, with `fds`
+    /// (its end, then its standard streams not in `null`): its pid and pidfd.
     pub(crate) fn spawn(
         &self,
-        request: &SpawnRequest,
+        env: Vec<(OsString, OsString)>,
+        cwd: &Path,
+        umask: u32,
+        null: [bool; 3],
         fds: &[BorrowedFd<'_>],
     ) -> io::Result<(i32, OwnedFd)> {
         let mut state = self.lock();
         state.check()?;
-        let frame = postcard::to_allocvec(request).map_err(io::Error::other)?;
+        // The environment goes only where it is not the server's already.
+        let send_env = state.environment.as_ref() != Some(&env);
+        let request = SpawnRequest {
+            env: send_env.then(|| {
+                env.iter()
+                    .map(|(key, value)| (key.as_bytes(), value.as_bytes()))
+                    .collect()
+            }),
+            cwd: cwd.as_os_str().as_bytes(),
+            umask,
+            null,
+        };
+        let frame = postcard::to_allocvec(&request).map_err(io::Error::other)?;
         if let Err(err) = state.channel.send_with_fds(&frame, fds) {
             return Err(state.died(&format!("the request could not be sent: {err}")));
+        }
+        if send_env {
+            state.environment = Some(env);
         }
         loop {
             let (note, mut fds) = state.next(None)?.expect("no deadline");
@@ -151,7 +178,11 @@ impl Client {
                     Some(pidfd) => return Ok((pid, pidfd)),
                     None => return Err(state.died("a reply came without the worker's pidfd")),
                 },
-                Note::Refused(why) => return Err(io::Error::other(why)),
+                Note::Refused(why) => {
+                    // It may have refused before taking the environment on.
+                    state.environment = None;
+                    return Err(io::Error::other(why));
+                }
                 Note::Exited { .. } => {} // kept by `next`
             }
         }

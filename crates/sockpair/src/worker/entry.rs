@@ -87,8 +87,7 @@ impl Call {
     {
         let trampoline: Trampoline = run::<A, R>;
         let (anchor, function, trampoline) = (anchor(), f as usize, trampoline as usize);
-        let base = exe::object_base(anchor);
-        if exe::object_base(function) != base || exe::object_base(trampoline) != base {
+        if !in_code(function) || !in_code(trampoline) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "the function is not in the executable that holds sockpair (in a shared \
@@ -102,18 +101,30 @@ impl Call {
     }
 }
 
+/// The code of the loaded object that holds the anchor (its executable segments), found
+/// once per process: the fork server finds it before its first fork, so that no worker
+/// has to ask the loader again.
+pub(crate) fn find_code() -> &'static [std::ops::Range<usize>] {
+    static CODE: std::sync::OnceLock<Vec<std::ops::Range<usize>>> = std::sync::OnceLock::new();
+    CODE.get_or_init(|| exe::code_ranges(anchor()))
+}
+
+/// Whether `addr` is in the code of the object that holds the anchor.
+fn in_code(addr: usize) -> bool {
+    find_code().iter().any(|code| code.contains(&addr))
+}
+
 /// Runs the call in the worker: finds both functions at their distances from this
 /// process's anchor, and calls the trampoline.
 ///
 /// # Errors
 ///
-/// A message saying so if either address falls outside the anchor's object.
+/// A message saying so if either address falls outside the anchor's object's code.
 pub(crate) fn call(call: Call, argument: &[u8]) -> Result<Outcome, String> {
     let anchor = anchor();
     let function = anchor.wrapping_add_signed(call.function);
     let trampoline = anchor.wrapping_add_signed(call.trampoline);
-    let base = exe::object_base(anchor);
-    if exe::object_base(function) != base || exe::object_base(trampoline) != base {
+    if !in_code(function) || !in_code(trampoline) {
         return Err(format!(
             "no function of this executable is at {:+#x} or {:+#x} from sockpair's anchor",
             call.function, call.trampoline
@@ -123,7 +134,8 @@ pub(crate) fn call(call: Call, argument: &[u8]) -> Result<Outcome, String> {
     // type is `Trampoline` whatever they are: the parent took the distance from its own
     // `run::<A, R>` (`Call::of`), it runs the same executable file as this process
     // (checked in `serve` before the first call), and the same file maps the same code
-    // at the same distances from the anchor; the address lies in the anchor's object.
+    // at the same distances from the anchor; the address lies in the anchor's object's
+    // code.
     let trampoline = unsafe { std::mem::transmute::<*const (), Trampoline>(trampoline as _) };
     Ok(trampoline(function, argument))
 }

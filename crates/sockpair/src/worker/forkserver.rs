@@ -14,27 +14,30 @@
 //! hangs up; each worker is killed (`PR_SET_PDEATHSIG`) when the server ends.
 
 use std::collections::HashMap;
-use std::ffi::OsString;
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 use super::entry::{BIND_NOW, ROLE, VAR};
 use super::options::dev_null;
 use crate::channel::Channel;
-use crate::fork::{Alone, exit_immediately, fork_alone};
+use crate::fork::{Alone, Threads, exit_immediately};
 use crate::socket::Socket;
 use crate::wait::{Events, PollFd, poll_any};
 
-/// What a worker must see, sent with each request.
+/// What a worker must see, sent with each request (read borrowing from its frame).
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct SpawnRequest {
-    /// The whole environment, as bytes.
-    pub(crate) env: Vec<(Vec<u8>, Vec<u8>)>,
+pub(crate) struct SpawnRequest<'a> {
+    /// The whole environment, as bytes; `None`: the one the last request that carried
+    /// one set, which the server keeps as its own.
+    #[serde(borrow)]
+    pub(crate) env: Option<Vec<(&'a [u8], &'a [u8])>>,
     /// The working directory, absolute.
-    pub(crate) cwd: Vec<u8>,
+    pub(crate) cwd: &'a [u8],
     pub(crate) umask: u32,
     /// Which of stdin, stdout and stderr are `/dev/null` (the others come as
     /// descriptors, in order).
@@ -52,67 +55,51 @@ pub(crate) enum Note {
     Exited { pid: i32, status: i32 },
 }
 
-impl SpawnRequest {
-    pub(crate) fn new(
-        env: Vec<(OsString, OsString)>,
-        cwd: std::path::PathBuf,
-        umask: u32,
-        null: [bool; 3],
-    ) -> SpawnRequest {
-        SpawnRequest {
-            env: env
-                .into_iter()
-                .map(|(key, value)| (key.into_vec(), value.into_vec()))
-                .collect(),
-            cwd: cwd.into_os_string().into_vec(),
-            umask,
-            null,
-        }
-    }
-}
-
 /// The server's state: what the forked child must leave behind, whole.
 struct Server {
     channel: Channel<Vec<u8>>,
-    /// The server's own environment, which a forked worker has until it is changed:
-    /// compared here, before the fork, so that a worker whose parent's environment is
-    /// the same (the usual case) changes nothing.
-    environment: Vec<(Vec<u8>, Vec<u8>)>,
+    threads: Threads,
+    /// The working directory and umask the server has now, which a worker inherits:
+    /// changed only when a request asks for others (so, usually, never).
+    cwd: Vec<u8>,
+    umask: u32,
     /// Each running worker's pidfd, by pid.
     children: HashMap<i32, OwnedFd>,
 }
 
 /// Runs the fork server on `socket` (its parent's end at fd 3) until the parent hangs
-/// up. Each forked worker, once set up, runs `worker`, which never returns.
-pub(crate) fn run(socket: Socket, worker: fn() -> !) -> io::Result<()> {
-    crate::fork::remove_env_alone(&[VAR, ROLE, BIND_NOW])?;
+/// up. Each forked worker, once set up, runs `worker` on its end, which never returns.
+pub(crate) fn run(socket: Socket, worker: fn(Socket) -> !) -> io::Result<()> {
+    let threads = Threads::open()?;
+    threads.alone()?.remove_env(&[VAR, ROLE, BIND_NOW]);
     let mut channel = Channel::<Vec<u8>>::new(socket)?;
     channel.accept_fds(true)?.max_frame_len(64 << 20);
+    // The umask is read by setting it and back, which only a single-threaded process
+    // may do: no other thread creates a file meanwhile.
+    let umask = {
+        let _alone = threads.alone()?;
+        let umask = rustix::process::umask(rustix::fs::Mode::empty());
+        rustix::process::umask(umask);
+        umask.bits()
+    };
     let mut server = Server {
         channel,
-        environment: std::env::vars_os()
-            .map(|(key, value)| (key.into_vec(), value.into_vec()))
-            .collect(),
+        threads,
+        cwd: std::env::current_dir()?.into_os_string().into_vec(),
+        umask,
         children: HashMap::new(),
     };
     loop {
-        let pids: Vec<i32> = server.children.keys().copied().collect();
-        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(pids.len() + 1);
-        fds.push(PollFd::new(server.channel.socket(), Events::IN));
-        for pid in &pids {
-            fds.push(PollFd::new(&server.children[pid], Events::IN));
-        }
-        poll_any(&mut fds, None)?;
-        let request_ready = !fds[0].revents().is_empty();
-        let exited: Vec<i32> = fds[1..]
-            .iter()
-            .zip(&pids)
-            .filter(|(fd, _)| !fd.revents().is_empty())
-            .map(|(_, &pid)| pid)
-            .collect();
-        drop(fds);
-        for pid in exited {
-            server.reap(pid)?;
+        let (request_ready, exited) = {
+            let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(server.children.len() + 1);
+            fds.push(PollFd::new(server.channel.socket(), Events::IN));
+            fds.extend((server.children.values()).map(|pidfd| PollFd::new(pidfd, Events::IN)));
+            poll_any(&mut fds, None)?;
+            let ready = |fd: &PollFd<'_>| !fd.revents().is_empty();
+            (ready(&fds[0]), fds[1..].iter().any(ready))
+        };
+        if exited {
+            server.reap()?;
         }
         if request_ready {
             let mut fds = Vec::new();
@@ -121,25 +108,33 @@ pub(crate) fn run(socket: Socket, worker: fn() -> !) -> io::Result<()> {
             };
             server = match server.spawn(&frame, fds)? {
                 Ok(server) => server,
-                Err(_alone) => worker(),
+                Err(end) => worker(end),
             };
         }
     }
 }
 
 impl Server {
-    /// Reaps worker `pid` and tells the parent how it ended.
-    fn reap(&mut self, pid: i32) -> io::Result<()> {
-        let Some(raw) = rustix::process::Pid::from_raw(pid) else {
-            return Ok(());
-        };
-        let status =
-            match rustix::process::waitpid(Some(raw), rustix::process::WaitOptions::NOHANG)? {
-                Some((_, status)) => status.as_raw(),
-                None => return Ok(()), // not yet: the pidfd said so early
+    /// Reaps every worker that has exited, and tells the parent how each ended.
+    fn reap(&mut self) -> io::Result<()> {
+        use rustix::process::{WaitOptions, waitpid};
+        // Only workers are the server's children.
+        loop {
+            let (pid, status) = match waitpid(None, WaitOptions::NOHANG) {
+                Ok(Some(exited)) => exited,
+                Ok(None) | Err(rustix::io::Errno::CHILD) => return Ok(()),
+                Err(err) => return Err(err.into()),
             };
-        self.children.remove(&pid);
-        self.tell(&Note::Exited { pid, status }, &[])
+            let pid = pid.as_raw_nonzero().get();
+            self.children.remove(&pid);
+            self.tell(
+                &Note::Exited {
+                    pid,
+                    status: status.as_raw(),
+                },
+                &[],
+            )?;
+        }
     }
 
     fn tell(&mut self, note: &Note, fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<()> {
@@ -149,9 +144,9 @@ impl Server {
     }
 
     /// Forks the worker `frame` asks for. In the server: `Ok(Ok(self))`, the parent told
-    /// (a refusal too). In the worker: `Ok(Err(Alone))`, after setting it up as asked.
-    fn spawn(mut self, frame: &[u8], mut fds: Vec<OwnedFd>) -> io::Result<Result<Server, Alone>> {
-        let request: SpawnRequest = match postcard::from_bytes(frame) {
+    /// (a refusal too). In the worker: `Ok(Err(end))`, set up as asked, with its end.
+    fn spawn(mut self, frame: &[u8], mut fds: Vec<OwnedFd>) -> io::Result<Result<Server, Socket>> {
+        let request: SpawnRequest<'_> = match postcard::from_bytes(frame) {
             Ok(request) => request,
             Err(err) => {
                 self.tell(&Note::Refused(format!("a garbled request: {err}")), &[])?;
@@ -168,8 +163,14 @@ impl Server {
             self.tell(&Note::Refused(why), &[])?;
             return Ok(Ok(self));
         }
-        let same_environment = request.env == self.environment;
-        match fork_alone() {
+        let alone = match self.take_on(&request) {
+            Ok(alone) => alone,
+            Err(why) => {
+                self.tell(&Note::Refused(why), &[])?;
+                return Ok(Ok(self));
+            }
+        };
+        match alone.fork() {
             Err(err) => {
                 self.tell(&Note::Refused(format!("fork: {err}")), &[])?;
                 Ok(Ok(self))
@@ -205,30 +206,37 @@ impl Server {
                         false => given.next().expect("counted above"),
                     });
                 }
-                let setup = alone
-                    .become_worker_process(end, stdio, self)
-                    .and_then(|()| {
-                        if !same_environment {
-                            alone.replace_environment(
-                                request
-                                    .env
-                                    .into_iter()
-                                    .map(|(key, value)| {
-                                        (OsString::from_vec(key), OsString::from_vec(value))
-                                    })
-                                    .collect(),
-                            );
-                        }
-                        std::env::set_current_dir(std::ffi::OsStr::from_bytes(&request.cwd))?;
-                        rustix::process::umask(rustix::fs::Mode::from_bits_truncate(request.umask));
-                        Ok(())
-                    });
-                if let Err(err) = setup {
-                    eprintln!("sockpair worker {}: {err}", std::process::id());
-                    exit_immediately(127);
+                match alone.become_worker_process(end, stdio, self) {
+                    Ok(end) => Ok(Err(end)),
+                    Err(err) => {
+                        eprintln!("sockpair worker {}: {err}", std::process::id());
+                        exit_immediately(127)
+                    }
                 }
-                Ok(Err(alone))
             }
         }
+    }
+
+    /// Takes on the environment, working directory and umask the request names, for
+    /// its worker to inherit: what differs from the server's own is changed in the
+    /// server (the next request usually names the same). Returns the proof that the
+    /// server has one thread, to fork with, or why the request is refused.
+    fn take_on(&mut self, request: &SpawnRequest<'_>) -> Result<Alone, String> {
+        let alone = self.threads.alone().map_err(|err| err.to_string())?;
+        if let Some(env) = &request.env {
+            alone.replace_environment(env);
+        }
+        if request.cwd != self.cwd {
+            let cwd = Path::new(OsStr::from_bytes(request.cwd));
+            std::env::set_current_dir(cwd)
+                .map_err(|err| format!("the working directory {}: {err}", cwd.display()))?;
+            self.cwd = request.cwd.to_vec();
+        }
+        let umask = rustix::fs::Mode::from_bits_truncate(request.umask);
+        if umask.bits() != self.umask {
+            rustix::process::umask(umask);
+            self.umask = umask.bits();
+        }
+        Ok(alone)
     }
 }

@@ -198,8 +198,7 @@ where
     let call = Call::of(f)?;
     let (id, request) = wire::request(call, true, &arg)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-    let mut process = Process::start(options, false)?;
-    let early_end = process.send(&request).err();
+    let (process, early_end) = Process::start_with(options, &request)?;
     Ok(Handle {
         id,
         inner: Inner::Own {

@@ -6,13 +6,12 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Handle, Pool};
-use crate::fork::ProcSelf;
 use crate::spawn::Program;
 
 /// Where a worker's standard input, output or error goes.
@@ -203,13 +202,29 @@ impl Options {
 }
 
 /// This process's umask, read from `/proc/self/status` (changing it to read it would
-/// race with other threads).
+/// race with other threads), which is kept open and read again from its start: the
+/// kernel writes it anew for each read, and its second line is the umask.
 pub(crate) fn umask() -> io::Result<u32> {
-    static STATUS: ProcSelf = ProcSelf::new("status");
-    let status = STATUS.read()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Umask:"))
+    use std::os::unix::fs::FileExt;
+    static STATUS: Mutex<Option<(u32, File)>> = Mutex::new(None);
+    let mut kept = STATUS.lock().unwrap_or_else(|p| p.into_inner());
+    let pid = std::process::id();
+    let file = match kept.take() {
+        // A file opened before a fork names the parent: a child opens its own.
+        Some((opened_by, file)) if opened_by == pid => file,
+        _ => File::open("/proc/self/status")?,
+    };
+    let mut start = [0; 512];
+    let read = file.read_at(&mut start, 0)?;
+    *kept = Some((pid, file));
+    // Bytes, not text: the name on the first line may be any bytes.
+    let text = &start[..read];
+    const LINE: &[u8] = b"\nUmask:";
+    text.windows(LINE.len())
+        .position(|window| window == LINE)
+        .map(|at| &text[at + LINE.len()..])
+        .and_then(|rest| Some(&rest[..rest.iter().position(|&byte| byte == b'\n')?]))
+        .and_then(|value| std::str::from_utf8(value).ok())
         .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
         .ok_or_else(|| io::Error::other("/proc/self/status has no Umask line"))
 }

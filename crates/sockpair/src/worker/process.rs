@@ -12,7 +12,6 @@ use rustix::process::{Pid, PidfdFlags, Signal};
 use super::client::{self, Forked};
 use super::entry::{FD, VAR};
 use super::error::Error;
-use super::forkserver::SpawnRequest;
 use super::options::{Options, Stdio, umask};
 use super::serve::check_initialized;
 use crate::channel::Channel;
@@ -22,7 +21,7 @@ use crate::shared_word::SharedWord;
 use crate::socket::{Socket, pair};
 use crate::spawn::{Convention, SpawnOptions};
 use crate::types::Type;
-use crate::wait::{Events, PollFd, poll_any, poll_until};
+use crate::wait::{Events, PollFd, poll_any, poll_until, ready_now};
 
 /// How long a worker that answered its last request, or whose end we closed, has to
 /// exit before it is killed.
@@ -160,24 +159,50 @@ impl Process {
         check_initialized()?;
         let (owner, socket) = match options.exec || !client::pidfds() {
             true => start_exec(options)?,
-            false => start_forked(options)?,
+            false => {
+                let (ours, theirs) = pair(Type::STREAM)?;
+                (start_forked(options, theirs)?, ours)
+            }
         };
-        let mut channel = Channel::new(socket)?;
-        channel
-            .max_frame_len(usize::MAX)
-            .read_timeout(Some(Duration::ZERO))
-            .write_timeout(Some(Duration::ZERO));
         let (taken, word) = match track_deliveries {
             true => SharedWord::new().map(|(taken, word)| (Some(taken), Some(word)))?,
             false => (None, None),
         };
         Ok(Process {
             owner,
-            channel,
+            channel: channel(socket)?,
             unsent: false,
             taken,
             word,
         })
+    }
+
+    /// Starts a worker as [`start`](Process::start) does, for one `request` (no
+    /// deliveries tracked), handed over as early as it can be: from the fork server,
+    /// before the server is asked, so that the worker finds it as it starts. The second
+    /// value is set if the worker is gone already.
+    pub(crate) fn start_with(
+        options: &Options,
+        request: &[u8],
+    ) -> io::Result<(Process, Option<NoAnswer>)> {
+        check_initialized()?;
+        if options.exec || !client::pidfds() {
+            let mut process = Process::start(options, false)?;
+            let early_end = process.send(request).err();
+            return Ok((process, early_end));
+        }
+        let (ours, theirs) = pair(Type::STREAM)?;
+        let mut channel = channel(ours)?;
+        let sent = channel.send(request);
+        let mut process = Process {
+            owner: start_forked(options, theirs)?,
+            channel,
+            unsent: false,
+            taken: None,
+            word: None,
+        };
+        let early_end = process.sent(sent).err();
+        Ok((process, early_end))
     }
 
     /// The id of the last request the worker took, if deliveries are tracked.
@@ -189,13 +214,10 @@ impl Process {
     /// from it (neither EOF nor a stray frame, which would put the next answer out of
     /// step).
     pub(crate) fn idle_and_in_step(&self) -> bool {
-        let (socket, now) = (
-            PollFd::new(self.channel.socket(), Events::IN),
-            Some(Instant::now()),
-        );
+        let socket = PollFd::new(self.channel.socket(), Events::IN);
         let ready = match self.owner.pidfd() {
-            Some(pidfd) => poll_any(&mut [socket, PollFd::new(&pidfd, Events::IN)], now),
-            None => poll_any(&mut [socket], now),
+            Some(pidfd) => ready_now(&mut [socket, PollFd::new(&pidfd, Events::IN)]),
+            None => ready_now(&mut [socket]),
         };
         matches!(ready, Ok(false))
     }
@@ -216,6 +238,12 @@ impl Process {
             Some(word) => self.channel.send_with_fds(request, &[word.as_fd()]),
             None => self.channel.send(request),
         };
+        self.sent(sent)
+    }
+
+    /// What a send of a request did: written whole, or partly (the rest is written
+    /// while waiting for the answer), or the worker is gone.
+    fn sent(&mut self, sent: Result<(), crate::Error>) -> Result<(), NoAnswer> {
         match sent {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == ErrorKind::TimedOut => {
@@ -367,9 +395,19 @@ fn start_exec(options: &Options) -> io::Result<(Owner, Socket)> {
     Ok((Owner::Exec { child, pidfd }, socket))
 }
 
-/// A worker forked by the fork server, set up as `options` say.
-fn start_forked(options: &Options) -> io::Result<(Owner, Socket)> {
-    let (ours, theirs) = pair(Type::STREAM)?;
+/// Our end of a worker's pair, as a channel with zero timeouts (see [`Process`]).
+fn channel(socket: Socket) -> io::Result<Channel<Vec<u8>>> {
+    let mut channel = Channel::new(socket)?;
+    channel
+        .max_frame_len(usize::MAX)
+        .read_timeout(Some(Duration::ZERO))
+        .write_timeout(Some(Duration::ZERO));
+    Ok(channel)
+}
+
+/// A worker forked by the fork server, set up as `options` say, with `theirs` (its end
+/// of the pair).
+fn start_forked(options: &Options, theirs: Socket) -> io::Result<Owner> {
     // Descriptors are handed over as they are (no copy): the server receives its own.
     // An inherited stream that is closed here is `/dev/null` there.
     let streams = (io::stdin(), io::stdout(), io::stderr());
@@ -385,8 +423,13 @@ fn start_forked(options: &Options) -> io::Result<(Owner, Socket)> {
             Stdio::Fd(fd) => fds.push(fd.as_fd()),
         }
     }
-    let request = SpawnRequest::new(options.environment(), options.directory()?, umask()?, null);
     let server = client::server()?;
-    let (pid, pidfd) = server.spawn(&request, &fds)?;
-    Ok((Owner::Forked(Forked::new(pid, pidfd, server)), ours))
+    let (pid, pidfd) = server.spawn(
+        options.environment(),
+        &options.directory()?,
+        umask()?,
+        null,
+        &fds,
+    )?;
+    Ok(Owner::Forked(Forked::new(pid, pidfd, server)))
 }

@@ -13,7 +13,7 @@ use super::wire::{self, Answer};
 use crate::channel::Channel;
 use crate::shared_word::SharedWord;
 use crate::socket::Socket;
-use crate::wait::{Events, poll_until};
+use crate::wait::{Events, PollFd, poll_until, ready_now};
 
 /// Turns this process into a worker if it was started as one, and otherwise returns at
 /// once. Call it first in `main`, before anything else runs, threads in particular:
@@ -79,12 +79,25 @@ fn run_server() -> io::Result<()> {
     if let Err(why) = check_parent(&socket) {
         return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
     }
+    prepare()?;
     forkserver::run(socket, serve_forked_and_exit)
 }
 
-/// A worker the fork server forked, set up: serves its end at fd 3, then exits.
-fn serve_forked_and_exit() -> ! {
-    exit_serving(serve_forked(), true)
+/// A worker the fork server forked, set up, with its end at fd 3: serves it, then
+/// exits.
+fn serve_forked_and_exit(end: Socket) -> ! {
+    exit_serving(serve_forked(end), true)
+}
+
+/// What a worker sets up once, before its first request: the panic hook, `SIGIO`'s
+/// handler (for [`serve_on`]'s watch on the parent), std's stdout. The fork server does
+/// it before it forks any worker, which inherits it all; an exec'd worker does it
+/// itself.
+fn prepare() -> io::Result<()> {
+    catch_panic_messages(thread::current().id());
+    crate::fds::prepare_hang_up_watch()?;
+    entry::find_code();
+    io::stdout().flush()
 }
 
 /// Whether [`init`] ran in this process: the fork server (and so every worker) is this
@@ -110,6 +123,7 @@ static PANIC: Mutex<Option<(String, Option<String>)>> = Mutex::new(None);
 
 fn serve() -> io::Result<()> {
     let socket = entry::claim_end()?;
+    prepare()?;
     let refusal = check_parent(&socket).err();
     let mut channel = Channel::<Vec<u8>>::new(socket)?;
     channel.max_frame_len(usize::MAX);
@@ -130,8 +144,8 @@ fn serve() -> io::Result<()> {
 
 /// A worker forked by the fork server: its end at fd 3 came from the server's parent,
 /// which the server checked as [`serve`] checks its own.
-fn serve_forked() -> io::Result<()> {
-    let mut channel = Channel::<Vec<u8>>::new(entry::claim_end()?)?;
+fn serve_forked(end: Socket) -> io::Result<()> {
+    let mut channel = Channel::<Vec<u8>>::new(end)?;
     channel.max_frame_len(usize::MAX);
     serve_on(channel)
 }
@@ -141,11 +155,9 @@ fn serve_on(mut channel: Channel<Vec<u8>>) -> io::Result<()> {
     // The first request brings the word where this worker notes each request it takes.
     channel.accept_fds(true)?;
     // Under `panic = "abort"` a panic is answered from the hook, before the abort.
-    let last_words = match cfg!(panic = "abort") {
-        true => Some(channel.socket().try_clone()?),
-        false => None,
-    };
-    catch_panic_messages(thread::current().id(), last_words);
+    if cfg!(panic = "abort") {
+        *LAST_WORDS.lock().unwrap_or_else(|p| p.into_inner()) = Some(channel.socket().try_clone()?);
+    }
     let mut taken: Option<SharedWord> = None;
     let mut fds = Vec::new();
     loop {
@@ -217,20 +229,24 @@ fn run(call: entry::Call, argument: &[u8]) -> Answer {
 /// The id of the request whose function runs, for an answer from the panic hook.
 static RUNNING: AtomicU64 = AtomicU64::new(wire::UNREAD);
 
+/// A copy of the worker's end, under `panic = "abort"` (where nothing runs after the
+/// hook), for the panic hook to send the answer itself.
+static LAST_WORDS: Mutex<Option<Socket>> = Mutex::new(None);
+
 /// Keeps the message and location of a panic on the worker's thread for the answer,
 /// printing nothing: the parent gets it as [`Error::Panicked`](super::Error::Panicked),
 /// and std's line ("thread 'main' panicked at ...") on the shared stderr would read as
-/// the parent's. With `last_words` (a copy of the worker's end: under `panic =
-/// "abort"`, where nothing runs after the hook) the hook sends the answer itself. A
-/// panic on another thread of the worker (one the function started) is printed as one
-/// line that names the worker.
-fn catch_panic_messages(worker: ThreadId, last_words: Option<Socket>) {
+/// the parent's. With [`LAST_WORDS`] set, the hook sends the answer itself. A panic on
+/// another thread of the worker (one the function started) is printed as one line
+/// that names the worker.
+fn catch_panic_messages(worker: ThreadId) {
     panic::set_hook(Box::new(move |info| {
         let message = payload_text(info.payload());
         let location = info.location().map(ToString::to_string);
         let thread = thread::current();
         if thread.id() == worker {
-            if let Some(end) = &last_words {
+            let last_words = LAST_WORDS.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(end) = &*last_words {
                 let answer = Answer::Panicked(message, location);
                 let _ = send_from_hook(end, &answer.into_frame(RUNNING.load(Ordering::Relaxed)));
                 return;
@@ -283,7 +299,7 @@ fn payload_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Whether the end has turned readable: with no request outstanding from the parent,
 /// that is its hang-up.
 fn parent_gone(socket: &Socket) -> io::Result<bool> {
-    poll_until(socket, Events::IN, Some(std::time::Instant::now()))
+    ready_now(&mut [PollFd::new(socket, Events::IN)])
 }
 
 /// Refuses a peer that is not this process's parent running this same executable:

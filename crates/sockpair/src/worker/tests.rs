@@ -75,17 +75,31 @@ fn requests_no_spawn_writes_are_refused_not_called() {
     }
 }
 
+/// A byte of the executable's data, which no call may name.
+static STATIC_DATA: u8 = 7;
+
 #[test]
 fn functions_of_a_shared_library_are_told_apart() {
-    let ours = exe::object_base(triple as fn(u32) -> u32 as usize);
-    assert!(ours.is_some(), "dladdr knows the executable");
-    let libc_fn = exe::object_base(libc::getpid as *const () as usize);
-    assert!(libc_fn.is_some());
-    assert_ne!(
-        ours, libc_fn,
+    let ours = triple as fn(u32) -> u32 as usize;
+    let code = exe::code_ranges(ours);
+    assert!(
+        code.iter().any(|range| range.contains(&ours)),
+        "the loader knows the executable's code: {code:x?}"
+    );
+    let getpid = libc::getpid as *const () as usize;
+    let libc_code = exe::code_ranges(getpid);
+    assert!(libc_code.iter().any(|range| range.contains(&getpid)));
+    assert!(
+        !libc_code.iter().any(|range| range.contains(&ours))
+            && !code.iter().any(|range| range.contains(&getpid)),
         "libc is another object: its functions would be refused"
     );
-    assert_eq!(exe::object_base(8), None, "no object holds address 8");
+    assert!(exe::code_ranges(8).is_empty(), "no object holds address 8");
+    let data = &STATIC_DATA as *const u8 as usize;
+    assert!(
+        !code.iter().any(|range| range.contains(&data)),
+        "the executable's data is not its code"
+    );
     assert!(
         entry::call(
             Call {

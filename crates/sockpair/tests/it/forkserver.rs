@@ -204,6 +204,78 @@ fn changes_after_the_first_spawn_inner() {
     unsafe { std::env::remove_var(&name) };
     let (removed, _, _) = stdin().spawn(surroundings, name).unwrap().join().unwrap();
     assert_eq!(removed, None);
+
+    // The umask too, on both paths: read by the worker from its own status.
+    for exec in [false, true] {
+        for mask in [0o027, 0o077, 0o022] {
+            // SAFETY: umask(2) cannot fail; this process runs this one test.
+            unsafe { libc::umask(mask) };
+            let seen = stdin()
+                .exec(exec)
+                .spawn(umask_of_worker, ())
+                .unwrap()
+                .join();
+            assert_eq!(seen.unwrap(), mask, "exec {exec}");
+        }
+    }
+}
+
+/// The worker's umask, from `/proc/self/status`.
+fn umask_of_worker(_: ()) -> u32 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find_map(|line| line.strip_prefix("Umask:"));
+    u32::from_str_radix(line.unwrap().trim(), 8).unwrap()
+}
+
+/// What one spawn's options change is that spawn's: the next, with other options, sees
+/// this process's environment and directory again; a directory that cannot be entered
+/// fails the spawn (and only it).
+#[test]
+fn a_spawns_own_settings_do_not_stay_for_the_next() {
+    watchdog(|| {
+        let here = std::env::current_dir().unwrap().display().to_string();
+        let name = "SOCKPAIR_TEST_ONLY_ONCE".to_owned();
+        let dir = std::env::temp_dir().canonicalize().unwrap();
+        let mut once = Options::new();
+        once.stdin(Stdio::Null).env(&name, "set").current_dir(&dir);
+        let mut plain = Options::new();
+        plain.stdin(Stdio::Null);
+        for _ in 0..3 {
+            let (value, cwd, _) = once
+                .spawn(surroundings, name.clone())
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(
+                (value.as_deref(), cwd),
+                (Some("set"), dir.display().to_string())
+            );
+            let (value, cwd, _) = plain
+                .spawn(surroundings, name.clone())
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!((value, &cwd), (None, &here));
+        }
+        for exec in [false, true] {
+            let mut missing = Options::new();
+            missing
+                .exec(exec)
+                .stdin(Stdio::Null)
+                .current_dir("/nonexistent/sockpair-test-dir");
+            let err = missing.spawn(double, 1).map(drop).unwrap_err();
+            assert!(
+                err.to_string().contains("/nonexistent/sockpair-test-dir"),
+                "exec {exec}: {err}"
+            );
+            let (_, cwd, _) = plain
+                .spawn(surroundings, name.clone())
+                .unwrap()
+                .join()
+                .unwrap();
+            assert_eq!(cwd, here, "exec {exec}");
+        }
+    });
 }
 
 #[test]

@@ -55,6 +55,9 @@ impl RxCore {
     /// Whether `socket`, this core's, takes descriptors: see [`Receiver::accept_fds`].
     pub(crate) fn set_accept(&mut self, socket: &Socket, accept: bool) -> io::Result<()> {
         match self {
+            // The socket's setting was read when the channel was made, and only this
+            // changes it since: nothing to do when it is the one asked for.
+            RxCore::Stream(rx) if rx.accepts() == accept => {}
             RxCore::Stream(rx) => {
                 match socket.set_pass_rights(accept) {
                     // Before Linux 6.16 the kernel cannot refuse: our own check remains.
