@@ -184,11 +184,23 @@ impl<Tx, Rx> Channel<Tx, Rx> {
     /// A channel over `socket`, a stream, with the given framing.
     fn stream(socket: Socket, framing: Framing) -> io::Result<Self> {
         let accept = accepts(&socket)?;
-        Ok(Self::from_cores(
+        Ok(Self::stream_accepting(socket, framing, accept))
+    }
+
+    fn stream_accepting(socket: Socket, framing: Framing, accept: bool) -> Self {
+        Self::from_cores(
             socket,
             TxCore::Stream(StreamTx::new(framing)),
             RxCore::Stream(StreamRx::new(framing, accept)),
-        ))
+        )
+    }
+
+    /// A length-framed channel over an end of a stream pair this crate made, whose
+    /// options nobody changed (it takes descriptors, as every new socket does): no
+    /// need to ask the kernel what it is.
+    #[cfg(feature = "worker")]
+    pub(crate) fn over_new_stream(socket: Socket) -> Self {
+        Self::stream_accepting(socket, Framing::Length, true)
     }
 
     fn from_cores(socket: Socket, tx: TxCore, rx: RxCore) -> Self {

@@ -395,9 +395,10 @@ fn start_exec(options: &Options) -> io::Result<(Owner, Socket)> {
     Ok((Owner::Exec { child, pidfd }, socket))
 }
 
-/// Our end of a worker's pair, as a channel with zero timeouts (see [`Process`]).
+/// Our end of a worker's pair (a new stream), as a channel with zero timeouts (see
+/// [`Process`]).
 fn channel(socket: Socket) -> io::Result<Channel<Vec<u8>>> {
-    let mut channel = Channel::new(socket)?;
+    let mut channel = Channel::over_new_stream(socket);
     channel
         .max_frame_len(usize::MAX)
         .read_timeout(Some(Duration::ZERO))

@@ -145,7 +145,8 @@ fn serve() -> io::Result<()> {
 /// A worker forked by the fork server: its end at fd 3 came from the server's parent,
 /// which the server checked as [`serve`] checks its own.
 fn serve_forked(end: Socket) -> io::Result<()> {
-    let mut channel = Channel::<Vec<u8>>::new(end)?;
+    // The end of a stream pair its parent made, as it was made.
+    let mut channel = Channel::<Vec<u8>>::over_new_stream(end);
     channel.max_frame_len(usize::MAX);
     serve_on(channel)
 }
