@@ -10,8 +10,14 @@
 //!   in order; [`Note::Exited`] whenever a worker has been reaped.
 //!
 //! The server checks that it has one thread before every fork, holds no descriptor but
-//! its end, its children's pidfds and `/dev/null` as stdio, and ends when its parent
-//! hangs up; each worker is killed (`PR_SET_PDEATHSIG`) when the server ends.
+//! its end, its children's pidfds, `/proc/self/task` (its thread count) and `/dev/null`
+//! as stdio, and ends when its parent hangs up; each worker is killed
+//! (`PR_SET_PDEATHSIG`) when the server ends.
+//!
+//! What a worker must see (environment, working directory, umask) the server takes on
+//! itself before the fork, where it differs from its own, so that the worker inherits
+//! it and changes nothing: the next request usually names the same, and its parent
+//! sends the environment only when it is not the one the server has.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

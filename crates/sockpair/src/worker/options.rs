@@ -120,7 +120,9 @@ impl Options {
         self
     }
 
-    /// The workers' working directory (relative: to this process's, at the spawn).
+    /// The workers' working directory (relative: to this process's, at the spawn). One
+    /// that cannot be entered fails the spawn, on both paths, with an error naming it;
+    /// the next spawn is not affected.
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.program.current_dir(dir);
         self
