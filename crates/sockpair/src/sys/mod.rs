@@ -9,7 +9,8 @@
 //! - `sockopt.rs`: socket options rustix does not read or set as we need
 //!   (`SO_PEERCRED` with a pid of 0, `SO_PASSRIGHTS`, `SO_TIMESTAMP`, `O_ASYNC` owners);
 //! - `recvmsg.rs`: `recvmsg` without an address, every descriptor it brings owned;
-//! - `process.rs`: `fork`, `_exit`, `dladdr`, and claiming an inherited descriptor;
+//! - `process.rs`: `fork`, `_exit`, `dup3`, `close_range`, the loader's list of objects
+//!   (`dl_iterate_phdr`), and claiming an inherited descriptor;
 //! - `spawn/`: starting a program with descriptors at chosen numbers;
 //! - `mapping.rs`: a memfd's bytes mapped, read-write or read-only, after the checks
 //!   that keep every access from faulting.
