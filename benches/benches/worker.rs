@@ -55,7 +55,7 @@ fn big_parent() {
     }
 }
 
-const SPAWN_ROUNDS: usize = 11;
+const SPAWN_ROUNDS: usize = 21;
 const SPAWNS_PER_ROUND: u32 = 20;
 const POOL_ROUNDS: usize = 9;
 const TASKS_PER_ROUND: usize = 2000;

@@ -198,7 +198,7 @@ where
     let call = Call::of(f)?;
     let (id, request) = wire::request(call, true, &arg)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-    let (process, early_end) = Process::start_with(options, &request)?;
+    let (process, early_end) = Process::start(options, None, Some(&request))?;
     Ok(Handle {
         id,
         inner: Inner::Own {

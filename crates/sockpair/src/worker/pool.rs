@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use super::entry::Call;
 use super::error::Error;
 use super::options::Options;
-use super::process::{Killer, NoAnswer, Process};
+use super::process::{Killer, NoAnswer, Process, Word};
 use super::{Handle, wire};
 
 /// A pool of `n` worker processes that run tasks one at a time each, in the order they
@@ -91,6 +91,11 @@ pub(crate) struct Slot {
 
 enum State {
     Queued,
+    /// A new worker is being started for it, the task already in its pair: a kill waits
+    /// (`kill`) until the worker is known.
+    Starting {
+        kill: bool,
+    },
     /// A worker runs it. A `kill` goes through the worker's pidfd (never to another
     /// process that got its pid); without pidfds (before Linux 5.3) the worker is our
     /// own child, reaped only after the state has left `Running` (under this lock), so
@@ -138,13 +143,41 @@ impl Slot {
         }
     }
 
+    /// Takes a queued task for a worker about to start with it; `false` if it was
+    /// killed or abandoned meanwhile (then nothing starts for it).
+    fn claim(&self) -> bool {
+        let mut state = self.lock();
+        match *state {
+            State::Queued => {
+                *state = State::Starting { kill: false };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The worker started with a claimed task is known: a kill asked for meanwhile is
+    /// sent now.
+    fn started(&self, pid: u32, killer: Killer) {
+        let mut state = self.lock();
+        let killed = matches!(*state, State::Starting { kill: true }) && killer.kill().is_ok();
+        *state = State::Running {
+            pid,
+            killer,
+            killed,
+        };
+    }
+
     /// Records the task's outcome; returns whether its worker was sent a kill.
     fn finish(&self, outcome: Result<Vec<u8>, Error>) -> bool {
         let mut state = self.lock();
-        let killed = matches!(*state, State::Running { killed: true, .. });
+        let killed = matches!(
+            *state,
+            State::Running { killed: true, .. } | State::Starting { kill: true }
+        );
         if matches!(
             *state,
-            State::Queued | State::Running { .. } | State::Ending
+            State::Queued | State::Starting { .. } | State::Running { .. } | State::Ending
         ) {
             *state = State::Done(outcome);
         }
@@ -217,6 +250,10 @@ impl Slot {
                 self.done.notify_all();
                 Ok(())
             }
+            State::Starting { ref mut kill } => {
+                *kill = true;
+                Ok(())
+            }
             State::Running {
                 ref killer,
                 ref mut killed,
@@ -283,7 +320,7 @@ impl Pool {
         };
         for index in 0..n {
             // A failure drops `pool`: all is ended.
-            let process = Process::start(&pool.shared.options, true)?;
+            let (process, _) = Process::start(&pool.shared.options, Some(Word::new()?), None)?;
             let shared = Arc::clone(&pool.shared);
             let thread = std::thread::Builder::new()
                 .name(format!("sockpair-pool-{index}"))
@@ -373,6 +410,8 @@ impl Shared {
 /// when the last one died or is out of step; ends when the pool is dropped.
 fn serve(shared: &Shared, index: usize, process: Process) {
     let mut process = Some(process);
+    // The delivery word of the last worker that ended, for the next one.
+    let mut spare = None;
     loop {
         let task = {
             let mut queue = shared.lock();
@@ -396,44 +435,66 @@ fn serve(shared: &Shared, index: usize, process: Process) {
                 }
             }
         };
-        process = run_task(shared, index, process, &task);
+        process = run_task(shared, index, process, &mut spare, &task);
     }
 }
 
 /// Runs `task` on `process` (or a fresh worker, if that one is gone or out of step):
 /// returns the worker to keep for the next task, if it can be reused. A worker that
-/// died before taking the task never ran it: the task goes to a fresh worker.
+/// died before taking the task never ran it: the task goes to a fresh worker. A
+/// worker that ends leaves its delivery word in `spare`, for the next one.
 fn run_task(
     shared: &Shared,
     index: usize,
     mut process: Option<Process>,
+    spare: &mut Option<Word>,
     task: &Task,
 ) -> Option<Process> {
     let mut attempt = 1;
     loop {
-        let worker = match process.take() {
-            Some(worker) if worker.idle_and_in_step() => worker,
-            stale => {
-                if let Some(stale) = stale {
-                    let _ = stale.kill_and_reap();
+        let (mut worker, answer) = match process.take() {
+            Some(worker) if worker.idle_and_in_step() => {
+                if !task.slot.start(worker.pid(), worker.killer()) {
+                    return Some(worker); // killed or abandoned while queued
                 }
-                match Process::start(&shared.options, true) {
-                    Ok(worker) => worker,
+                shared.lock().running[index] = Some(Arc::clone(&task.slot));
+                let mut worker = worker;
+                let answer = worker
+                    .send(&task.request)
+                    .and_then(|()| worker.answer(None));
+                (worker, answer)
+            }
+            stale => {
+                if let Some(mut stale) = stale {
+                    let _ = stale.kill_and_reap();
+                    retire(stale, spare);
+                }
+                if !task.slot.claim() {
+                    return None; // killed or abandoned while queued
+                }
+                // The task goes with the new worker's start (see `Process::start`).
+                shared.lock().running[index] = Some(Arc::clone(&task.slot));
+                let started = match spare.take() {
+                    Some(word) => Ok(word),
+                    None => Word::new(),
+                }
+                .and_then(|word| Process::start(&shared.options, Some(word), Some(&task.request)));
+                let (mut worker, early_end) = match started {
+                    Ok(started) => started,
                     Err(err) => {
+                        shared.lock().running[index] = None;
                         task.slot.finish(Err(Error::Io(err)));
                         return None;
                     }
-                }
+                };
+                task.slot.started(worker.pid(), worker.killer());
+                let answer = match early_end {
+                    Some(no_answer) => Err(no_answer),
+                    None => worker.answer(None),
+                };
+                (worker, answer)
             }
         };
-        if !task.slot.start(worker.pid(), worker.killer()) {
-            return Some(worker); // killed or abandoned while queued
-        }
-        shared.lock().running[index] = Some(Arc::clone(&task.slot));
-        let mut worker = worker;
-        let answer = worker
-            .send(&task.request)
-            .and_then(|()| worker.answer(None));
         shared.lock().running[index] = None;
         match answer {
             Ok(answer) if wire::answers(&answer, task.id) => {
@@ -441,6 +502,7 @@ fn run_task(
                     false => Some(worker),
                     true => {
                         drop(worker.death()); // killed as it answered: not reused
+                        retire(worker, spare);
                         None
                     }
                 };
@@ -449,6 +511,7 @@ fn run_task(
                 // Never reused: what comes next from it would answer the wrong task.
                 task.slot.ending();
                 let _ = worker.kill_and_reap();
+                retire(worker, spare);
                 task.slot.finish(Ok(out_of_step));
                 return None;
             }
@@ -456,20 +519,31 @@ fn run_task(
                 let _ = worker.kill();
                 task.slot.finish(Err(err));
                 let _ = worker.reap();
+                retire(worker, spare);
                 return None;
             }
             Err(NoAnswer::Ended | NoAnswer::Timeout) => {
                 let undelivered = worker.taken() != Some(task.id);
                 if undelivered && attempt < DELIVERY_ATTEMPTS && task.slot.requeue() {
                     drop(worker.death()); // it never ran this task: not its outcome
+                    retire(worker, spare);
                     attempt += 1;
                     continue;
                 }
                 task.slot.ending();
                 task.slot.finish(Err(worker.death()));
+                retire(worker, spare);
                 return None;
             }
         }
+    }
+}
+
+/// A worker that is not reused, reaped: its delivery word goes to `spare`, for the
+/// next worker.
+fn retire(worker: Process, spare: &mut Option<Word>) {
+    if let Some(word) = worker.into_word() {
+        *spare = Some(word);
     }
 }
 

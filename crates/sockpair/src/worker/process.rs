@@ -50,12 +50,30 @@ pub(crate) struct Process {
     channel: Channel<Vec<u8>>,
     /// Part of a request is still to be written.
     unsent: bool,
-    /// The id of the last request the worker took (it notes each before running it):
-    /// a request that a dead worker had not taken was never delivered. Kept for a
-    /// pool's workers, which may die idle; a spawned worker takes its one request.
-    taken: Option<SharedWord>,
-    /// The word's memfd, sent with the first request, then closed.
-    word: Option<OwnedFd>,
+    /// Where the worker notes the id of each request it takes, before running it: a
+    /// request that a dead worker had not taken was never delivered. Kept for a pool's
+    /// workers, which may die idle; a spawned worker takes its one request.
+    word: Option<Word>,
+    /// The word's memfd went with a request.
+    word_sent: bool,
+    /// The worker is reaped: nothing of it writes the word any more.
+    reaped: bool,
+}
+
+/// A pool worker's delivery word: its mapping here, and its memfd, which goes to the
+/// worker with its first request and stays here, for the worker that replaces it once
+/// it is reaped (a new word is eight system calls and a mapping).
+#[derive(Debug)]
+pub(crate) struct Word {
+    taken: SharedWord,
+    fd: OwnedFd,
+}
+
+impl Word {
+    pub(crate) fn new() -> io::Result<Word> {
+        let (taken, fd) = SharedWord::new()?;
+        Ok(Word { taken, fd })
+    }
 }
 
 /// Who started the worker, and so how to wait for it and kill it.
@@ -150,64 +168,60 @@ impl Process {
 
     /// Starts a worker as `options` say: forked by the fork server (started first, if
     /// none runs), or this executable started again (`/proc/self/exe`); its end at fd 3,
-    /// no other descriptor of ours inherited.
+    /// no other descriptor of ours inherited. With a `word`, the worker notes there each
+    /// request it takes. A `first` request is handed over as early as it can be: from
+    /// the fork server, before the server is asked, so that the worker finds it as it
+    /// starts; the second value is then set if the worker is gone already.
     ///
     /// # Errors
     ///
     /// Before anything starts, if [`init`](super::init) did not run in this process.
-    pub(crate) fn start(options: &Options, track_deliveries: bool) -> io::Result<Process> {
-        check_initialized()?;
-        let (owner, socket) = match options.exec || !client::pidfds() {
-            true => start_exec(options)?,
-            false => {
-                let (ours, theirs) = pair(Type::STREAM)?;
-                (start_forked(options, theirs)?, ours)
-            }
-        };
-        let (taken, word) = match track_deliveries {
-            true => SharedWord::new().map(|(taken, word)| (Some(taken), Some(word)))?,
-            false => (None, None),
-        };
-        Ok(Process {
-            owner,
-            channel: channel(socket)?,
-            unsent: false,
-            taken,
-            word,
-        })
-    }
-
-    /// Starts a worker as [`start`](Process::start) does, for one `request` (no
-    /// deliveries tracked), handed over as early as it can be: from the fork server,
-    /// before the server is asked, so that the worker finds it as it starts. The second
-    /// value is set if the worker is gone already.
-    pub(crate) fn start_with(
+    pub(crate) fn start(
         options: &Options,
-        request: &[u8],
+        word: Option<Word>,
+        first: Option<&[u8]>,
     ) -> io::Result<(Process, Option<NoAnswer>)> {
         check_initialized()?;
+        if let Some(word) = &word {
+            word.taken.store(0); // as a new word holds: no request taken
+        }
         if options.exec || !client::pidfds() {
-            let mut process = Process::start(options, false)?;
-            let early_end = process.send(request).err();
+            let (owner, socket) = start_exec(options)?;
+            let mut process = Process::new(owner, channel(socket)?, word);
+            let early_end = first.and_then(|request| process.send(request).err());
             return Ok((process, early_end));
         }
+        // From the fork server: the first request goes into the pair before the server
+        // is asked for the worker.
         let (ours, theirs) = pair(Type::STREAM)?;
         let mut channel = channel(ours)?;
-        let sent = channel.send(request);
-        let mut process = Process {
-            owner: start_forked(options, theirs)?,
+        let sent = first.map(|request| send_request(&mut channel, word.as_ref(), request));
+        let mut process = Process::new(start_forked(options, theirs)?, channel, word);
+        process.word_sent = sent.is_some();
+        let early_end = sent.and_then(|sent| process.sent(sent).err());
+        Ok((process, early_end))
+    }
+
+    fn new(owner: Owner, channel: Channel<Vec<u8>>, word: Option<Word>) -> Process {
+        Process {
+            owner,
             channel,
             unsent: false,
-            taken: None,
-            word: None,
-        };
-        let early_end = process.sent(sent).err();
-        Ok((process, early_end))
+            word,
+            word_sent: false,
+            reaped: false,
+        }
     }
 
     /// The id of the last request the worker took, if deliveries are tracked.
     pub(crate) fn taken(&self) -> Option<u64> {
-        self.taken.as_ref().map(SharedWord::load)
+        self.word.as_ref().map(|word| word.taken.load())
+    }
+
+    /// The delivery word, for the worker that replaces this one: only once this one is
+    /// reaped, since until then it may still write there.
+    pub(crate) fn into_word(self) -> Option<Word> {
+        self.word.filter(|_| self.reaped)
     }
 
     /// Whether an idle worker can take a request: it has not exited, and nothing came
@@ -234,10 +248,9 @@ impl Process {
     /// out having written nothing (which would drop it): the pair is new, or the worker
     /// has read all of the previous request, since it answered it.
     pub(crate) fn send(&mut self, request: &[u8]) -> Result<(), NoAnswer> {
-        let sent = match self.word.take() {
-            Some(word) => self.channel.send_with_fds(request, &[word.as_fd()]),
-            None => self.channel.send(request),
-        };
+        let word = self.word.as_ref().filter(|_| !self.word_sent);
+        self.word_sent = true;
+        let sent = send_request(&mut self.channel, word, request);
         self.sent(sent)
     }
 
@@ -333,7 +346,7 @@ impl Process {
 
     /// How the worker ended, once it has: reaped, killed first if it does not exit
     /// within [`EXIT_GRACE`].
-    pub(crate) fn death(mut self) -> Error {
+    pub(crate) fn death(&mut self) -> Error {
         match self.reap() {
             Ok(status) => Error::Died(status),
             Err(err) => Error::Io(err),
@@ -350,15 +363,19 @@ impl Process {
     /// Reaps the worker, which answered its last request or closed its end: killed
     /// first if it does not exit within [`EXIT_GRACE`].
     pub(crate) fn reap(&mut self) -> io::Result<ExitStatus> {
-        match self.owner.wait_until(Some(Instant::now() + EXIT_GRACE))? {
-            Some(status) => Ok(status),
-            None => self.kill_and_wait(),
-        }
+        let status = match self.owner.wait_until(Some(Instant::now() + EXIT_GRACE))? {
+            Some(status) => status,
+            None => self.kill_and_wait()?,
+        };
+        self.reaped = true;
+        Ok(status)
     }
 
     /// Kills the worker (`SIGKILL`) and reaps it: for a worker that is not reused.
-    pub(crate) fn kill_and_reap(mut self) -> io::Result<ExitStatus> {
-        self.kill_and_wait()
+    pub(crate) fn kill_and_reap(&mut self) -> io::Result<ExitStatus> {
+        let status = self.kill_and_wait()?;
+        self.reaped = true;
+        Ok(status)
     }
 
     fn kill_and_wait(&mut self) -> io::Result<ExitStatus> {
@@ -393,6 +410,19 @@ fn start_exec(options: &Options) -> io::Result<(Owner, Socket)> {
         .ok()
         .map(Arc::new);
     Ok((Owner::Exec { child, pidfd }, socket))
+}
+
+/// Sends a request, with the memfd of the delivery `word` (the first request of a
+/// worker that notes deliveries).
+fn send_request(
+    channel: &mut Channel<Vec<u8>>,
+    word: Option<&Word>,
+    request: &[u8],
+) -> Result<(), crate::Error> {
+    match word {
+        Some(word) => channel.send_with_fds(request, &[word.fd.as_fd()]),
+        None => channel.send(request),
+    }
 }
 
 /// Our end of a worker's pair (a new stream), as a channel with zero timeouts (see

@@ -17,7 +17,7 @@ fn triple(x: u32) -> u32 {
 
 /// Sends `(id, request)` to a fresh worker and returns what its answer says.
 fn answer_to((id, request): &(u64, Vec<u8>)) -> Result<u32, Error> {
-    let mut process = Process::start(&super::Options::new(), false).unwrap();
+    let (mut process, _) = Process::start(&super::Options::new(), None, None).unwrap();
     process
         .send(request)
         .ok()

@@ -529,6 +529,38 @@ fn pool_tasks_time_out_and_are_killed_or_cancelled() {
     });
 }
 
+fn exit_now(code: i32) {
+    std::process::exit(code)
+}
+
+/// A task that goes to a new worker (its last one died) travels with the worker's start:
+/// a kill at any moment of that start still ends it, and a dropped handle's task runs
+/// on (its answer is dropped), whichever moment it lands in.
+#[test]
+fn a_task_killed_while_its_new_worker_starts_is_killed() {
+    watchdog(|| {
+        let pool = Pool::new(1).unwrap();
+        for round in 0..20u64 {
+            assert!(pool.spawn(exit_now, 3).join().is_err());
+            let mut task = pool.spawn(sleep_ms, 60_000);
+            // From no wait at all to well after the worker started.
+            std::thread::sleep(Duration::from_micros(round * round * 20));
+            task.kill().unwrap();
+            let started = Instant::now();
+            match task.join() {
+                Err(Error::Killed) => {}
+                Err(Error::Died(status)) => assert_eq!(status.signal(), Some(libc::SIGKILL)),
+                other => panic!("round {round}: {other:?}"),
+            }
+            assert!(started.elapsed() < Duration::from_secs(5), "round {round}");
+            // Dropped as it starts: the pool goes on.
+            assert!(pool.spawn(exit_now, 3).join().is_err());
+            drop(pool.spawn(double, 1));
+            assert_eq!(pool.spawn(double, 21).join().unwrap(), 42, "round {round}");
+        }
+    });
+}
+
 #[test]
 fn dropping_a_pool_ends_its_workers() {
     watchdog(|| {
