@@ -80,14 +80,7 @@ pub(crate) fn run(socket: Socket, worker: fn(Socket) -> !) -> io::Result<()> {
     threads.alone()?.remove_env(&[VAR, ROLE, BIND_NOW]);
     let mut channel = Channel::<Vec<u8>>::new(socket)?;
     channel.accept_fds(true)?.max_frame_len(64 << 20);
-    // The umask is read by setting it and back, which only a single-threaded process
-    // may do: no other thread creates a file meanwhile.
-    let umask = {
-        let _alone = threads.alone()?;
-        let umask = rustix::process::umask(rustix::fs::Mode::empty());
-        rustix::process::umask(umask);
-        umask.bits()
-    };
+    let umask = threads.alone()?.umask();
     let mut server = Server {
         channel,
         threads,

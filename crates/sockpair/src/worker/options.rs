@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Handle, Pool};
+use crate::fork::Threads;
 use crate::spawn::Program;
 
 /// Where a worker's standard input, output or error goes.
@@ -203,12 +204,26 @@ impl Options {
     }
 }
 
-/// This process's umask, read from `/proc/self/status` (changing it to read it would
-/// race with other threads), which is kept open and read again from its start: the
-/// kernel writes it anew for each read, and its second line is the umask.
+/// This process's umask. With one thread it is read by setting it and back (see
+/// `Alone::umask`), which takes a fraction of a microsecond; with more, another thread
+/// could create a file in between, so it is read from `/proc/self/status` (kept open
+/// and read again from its start: the kernel writes it anew for each read, and its
+/// second line is the umask), which takes about ten.
 pub(crate) fn umask() -> io::Result<u32> {
     use std::os::unix::fs::FileExt;
+    static THREADS: Mutex<Option<Threads>> = Mutex::new(None);
     static STATUS: Mutex<Option<(u32, File)>> = Mutex::new(None);
+    {
+        let mut threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
+        let threads = match threads.take() {
+            // Opened before a fork, it counts the parent's threads: a child opens its own.
+            Some(kept) if kept.opened_here() => threads.insert(kept),
+            _ => threads.insert(Threads::open()?),
+        };
+        if let Ok(alone) = threads.alone() {
+            return Ok(alone.umask());
+        }
+    }
     let mut kept = STATUS.lock().unwrap_or_else(|p| p.into_inner());
     let pid = std::process::id();
     let file = match kept.take() {

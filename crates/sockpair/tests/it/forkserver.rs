@@ -205,17 +205,32 @@ fn changes_after_the_first_spawn_inner() {
     let (removed, _, _) = stdin().spawn(surroundings, name).unwrap().join().unwrap();
     assert_eq!(removed, None);
 
-    // The umask too, on both paths: read by the worker from its own status.
-    for exec in [false, true] {
-        for mask in [0o027, 0o077, 0o022] {
-            // SAFETY: umask(2) cannot fail; this process runs this one test.
-            unsafe { libc::umask(mask) };
-            let seen = stdin()
-                .exec(exec)
-                .spawn(umask_of_worker, ())
-                .unwrap()
-                .join();
-            assert_eq!(seen.unwrap(), mask, "exec {exec}");
+    // The umask too, on both paths: read by the worker from its own status. This
+    // process reads its own one way with one thread and another with more: both.
+    for extra_thread in [false, true] {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let waiting = extra_thread.then(|| std::thread::spawn(move || stopped.recv()));
+        for exec in [false, true] {
+            for mask in [0o027, 0o077, 0o022] {
+                // SAFETY: umask(2) cannot fail; this process runs this one test.
+                unsafe { libc::umask(mask) };
+                let seen = stdin()
+                    .exec(exec)
+                    .spawn(umask_of_worker, ())
+                    .unwrap()
+                    .join();
+                assert_eq!(
+                    seen.unwrap(),
+                    mask,
+                    "exec {exec}, extra thread {extra_thread}"
+                );
+                // SAFETY: as above.
+                assert_eq!(unsafe { libc::umask(mask) }, mask, "left as it was");
+            }
+        }
+        drop(stop);
+        if let Some(waiting) = waiting {
+            let _ = waiting.join();
         }
     }
 }
