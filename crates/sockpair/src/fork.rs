@@ -56,11 +56,6 @@ impl Threads {
         })
     }
 
-    /// Whether this process opened it (not its parent, before a fork).
-    pub(crate) fn opened_here(&self) -> bool {
-        rustix::process::getpid() == self.pid
-    }
-
     /// How many threads this process has now.
     pub(crate) fn count(&self) -> io::Result<usize> {
         if rustix::process::getpid() != self.pid {
@@ -112,17 +107,6 @@ impl Alone {
         Ok(match unsafe { sys_fork()? } {
             Some(pid) => Ok(pid),
             None => Err(self),
-        })
-    }
-
-    /// This process's umask, read by setting it and setting it back: with one thread
-    /// (`self` proves it) and every signal blocked meanwhile, nothing can create a file
-    /// in between.
-    pub(crate) fn umask(&self) -> u32 {
-        crate::sys::process::with_signals_blocked(|| {
-            let umask = rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o777));
-            rustix::process::umask(umask);
-            umask.bits()
         })
     }
 

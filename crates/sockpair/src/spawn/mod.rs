@@ -102,6 +102,10 @@ pub struct SpawnOptions {
     /// More descriptors for the child: its number, and ours (shared by clones of the
     /// options, and closed here when the last of them is dropped).
     fds: Vec<(i32, Arc<OwnedFd>)>,
+    /// The child shares this process's working directory, root and umask for its whole
+    /// life (`CLONE_FS`): the worker's fork server, whose workers each start with them as
+    /// they are at their fork.
+    share_fs: bool,
 }
 
 impl Default for SpawnOptions {
@@ -115,6 +119,7 @@ impl Default for SpawnOptions {
             kill_on_drop: false,
             accept_fds: None,
             fds: Vec::new(),
+            share_fs: false,
         }
     }
 }
@@ -182,6 +187,15 @@ impl SpawnOptions {
     /// process running, and a zombie once it exits).
     pub fn kill_on_drop(&mut self, kill: bool) -> &mut Self {
         self.kill_on_drop = kill;
+        self
+    }
+
+    /// The child shares this process's working directory, root and umask for its whole
+    /// life (`CLONE_FS`, which outlives its `execve`); the program must not set a
+    /// directory of its own.
+    #[cfg(feature = "worker")]
+    pub(crate) fn share_fs(&mut self) -> &mut Self {
+        self.share_fs = true;
         self
     }
 
@@ -315,9 +329,20 @@ impl SpawnOptions {
             .check()
             .and_then(|()| self.plan(&end))
             .map_err(|err| SpawnError::new(program.get_program(), None, err))?;
-        let exec = program
+        let mut exec = program
             .exec(&self.convention, self.child_fd, &plan)
             .map_err(|err| SpawnError::new(program.get_program(), None, err))?;
+        if self.share_fs {
+            // A directory change in the child would be this process's.
+            if exec.cwd.is_some() {
+                let err = io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "a child that shares the working directory cannot have one of its own",
+                );
+                return Err(SpawnError::new(program.get_program(), None, err));
+            }
+            exec.share_fs = true;
+        }
         let pid = sys::spawn::spawn(exec).map_err(|Failed { step, error }| {
             let what = step_text(step, program.get_current_dir(), &error);
             SpawnError::new(program.get_program(), what, error)

@@ -247,6 +247,7 @@ impl Program {
                 .transpose()?,
             pgroup: self.pgroup,
             plan,
+            share_fs: false,
         })
     }
 }

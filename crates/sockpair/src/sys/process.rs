@@ -150,31 +150,6 @@ pub(crate) unsafe fn close_from(first: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Runs `f` with every signal blocked in the calling thread (no handler runs until it
-/// returns), then puts the thread's signal mask back as it was.
-#[cfg(feature = "worker")]
-pub(crate) fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
-    struct Restore(libc::sigset_t);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            // SAFETY: the mask is the one pthread_sigmask filled in below; setting it
-            // only reads it.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut()) };
-        }
-    }
-    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset initialises `all`; pthread_sigmask reads it and writes the
-    // former mask into `old`, both valid for one sigset_t. With valid arguments it
-    // cannot fail, so `old` is initialised when it returns.
-    let _restore = unsafe {
-        libc::sigfillset(all.as_mut_ptr());
-        libc::pthread_sigmask(libc::SIG_BLOCK, all.as_ptr(), old.as_mut_ptr());
-        Restore(old.assume_init())
-    };
-    f()
-}
-
 /// `dup3(fd, number)`: `number` now refers to what `fd` does, close-on-exec or not as
 /// `cloexec` says (also when `fd` already is `number`).
 ///

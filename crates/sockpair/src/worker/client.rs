@@ -110,7 +110,11 @@ impl Client {
             .env(ROLE, SERVER_ROLE)
             .env(BIND_NOW, "1");
         let mut options = SpawnOptions::new();
+        // The server shares this process's working directory, root and umask, live: each
+        // worker it forks starts with them as they are at its fork, and nothing has to
+        // read or send them.
         options
+            .share_fs()
             .ty(Type::SEQPACKET)
             .child_fd(FD)
             .convention(Convention::None)
@@ -140,13 +144,13 @@ impl Client {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks the server for a worker that sees `env`, `cwd` and `umask`, with `fds`
-    /// (its end, then its standard streams not in `null`): its pid and pidfd.
+    /// Asks the server for a worker that sees `env`, starts in `cwd` (relative to this
+    /// process's working directory, which it shares) if one is given, with `fds` (its
+    /// end, then its standard streams not in `null`): its pid and pidfd.
     pub(crate) fn spawn(
         &self,
         env: Vec<(OsString, OsString)>,
-        cwd: &Path,
-        umask: u32,
+        cwd: Option<&Path>,
         null: [bool; 3],
         fds: &[BorrowedFd<'_>],
     ) -> io::Result<(i32, OwnedFd)> {
@@ -160,8 +164,7 @@ impl Client {
                     .map(|(key, value)| (key.as_bytes(), value.as_bytes()))
                     .collect()
             }),
-            cwd: cwd.as_os_str().as_bytes(),
-            umask,
+            cwd: cwd.map(|cwd| cwd.as_os_str().as_bytes()),
             null,
         };
         let frame = postcard::to_allocvec(&request).map_err(io::Error::other)?;

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -42,9 +42,9 @@ pub(crate) struct SpawnRequest<'a> {
     /// one set, which the server keeps as its own.
     #[serde(borrow)]
     pub(crate) env: Option<Vec<(&'a [u8], &'a [u8])>>,
-    /// The working directory, absolute.
-    pub(crate) cwd: &'a [u8],
-    pub(crate) umask: u32,
+    /// The working directory, if not the one shared with the parent (relative: to that
+    /// one).
+    pub(crate) cwd: Option<&'a [u8]>,
     /// Which of stdin, stdout and stderr are `/dev/null` (the others come as
     /// descriptors, in order).
     pub(crate) null: [bool; 3],
@@ -65,10 +65,6 @@ pub(crate) enum Note {
 struct Server {
     channel: Channel<Vec<u8>>,
     threads: Threads,
-    /// The working directory and umask the server has now, which a worker inherits:
-    /// changed only when a request asks for others (so, usually, never).
-    cwd: Vec<u8>,
-    umask: u32,
     /// Each running worker's pidfd, by pid.
     children: HashMap<i32, OwnedFd>,
 }
@@ -80,12 +76,9 @@ pub(crate) fn run(socket: Socket, worker: fn(Socket) -> !) -> io::Result<()> {
     threads.alone()?.remove_env(&[VAR, ROLE, BIND_NOW]);
     let mut channel = Channel::<Vec<u8>>::new(socket)?;
     channel.accept_fds(true)?.max_frame_len(64 << 20);
-    let umask = threads.alone()?.umask();
     let mut server = Server {
         channel,
         threads,
-        cwd: std::env::current_dir()?.into_os_string().into_vec(),
-        umask,
         children: HashMap::new(),
     };
     loop {
@@ -162,8 +155,8 @@ impl Server {
             self.tell(&Note::Refused(why), &[])?;
             return Ok(Ok(self));
         }
-        let alone = match self.take_on(&request) {
-            Ok(alone) => alone,
+        let (alone, cwd) = match self.take_on(&request) {
+            Ok(taken) => taken,
             Err(why) => {
                 self.tell(&Note::Refused(why), &[])?;
                 return Ok(Ok(self));
@@ -175,7 +168,7 @@ impl Server {
                 Ok(Ok(self))
             }
             Ok(Ok(pid)) => {
-                drop(fds);
+                drop((fds, cwd));
                 let raw = rustix::process::Pid::from_raw(pid).expect("a child's pid is positive");
                 match rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty()) {
                     Ok(pidfd) => {
@@ -195,7 +188,15 @@ impl Server {
                 Ok(Ok(self))
             }
             Ok(Err(alone)) => {
-                // The worker: its end, then stdio, at their numbers; nothing else open.
+                // The worker: in its own directory, if it has one (its copy of the
+                // server's, which is the parent's, otherwise); its end, then stdio, at
+                // their numbers; nothing else open.
+                if let Some(cwd) = cwd
+                    && let Err(err) = rustix::process::fchdir(&cwd)
+                {
+                    eprintln!("sockpair worker {}: fchdir: {err}", std::process::id());
+                    exit_immediately(127);
+                }
                 let end = fds.remove(0);
                 let mut given = fds.into_iter();
                 let mut stdio = Vec::with_capacity(3);
@@ -216,26 +217,35 @@ impl Server {
         }
     }
 
-    /// Takes on the environment, working directory and umask the request names, for
-    /// its worker to inherit: what differs from the server's own is changed in the
-    /// server (the next request usually names the same). Returns the proof that the
-    /// server has one thread, to fork with, or why the request is refused.
-    fn take_on(&mut self, request: &SpawnRequest<'_>) -> Result<Alone, String> {
+    /// Takes on the environment the request names, for its worker to inherit (the
+    /// server's own, changed only where it differs), and opens the directory it names,
+    /// if any, for the worker to enter: checked here, so that one it cannot enter is the
+    /// spawn's error. Returns the proof that the server has one thread, to fork with, and
+    /// the directory, or why the request is refused.
+    fn take_on(&mut self, request: &SpawnRequest<'_>) -> Result<(Alone, Option<OwnedFd>), String> {
         let alone = self.threads.alone().map_err(|err| err.to_string())?;
         if let Some(env) = &request.env {
             alone.replace_environment(env);
         }
-        if request.cwd != self.cwd {
-            let cwd = Path::new(OsStr::from_bytes(request.cwd));
-            std::env::set_current_dir(cwd)
-                .map_err(|err| format!("the working directory {}: {err}", cwd.display()))?;
-            self.cwd = request.cwd.to_vec();
-        }
-        let umask = rustix::fs::Mode::from_bits_truncate(request.umask);
-        if umask.bits() != self.umask {
-            rustix::process::umask(umask);
-            self.umask = umask.bits();
-        }
-        Ok(alone)
+        let cwd = match request.cwd {
+            None => None,
+            Some(cwd) => {
+                use rustix::fs::{Access, AtFlags, CWD, Mode, OFlags};
+                // Relative to the server's directory, which is the parent's (shared).
+                let path = Path::new(OsStr::from_bytes(cwd));
+                let why = |err: rustix::io::Errno| {
+                    format!(
+                        "the working directory {}: {}",
+                        path.display(),
+                        io::Error::from(err)
+                    )
+                };
+                // Entering it needs search permission, which opening it does not check.
+                rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::empty()).map_err(why)?;
+                let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                Some(rustix::fs::open(path, flags, Mode::empty()).map_err(why)?)
+            }
+        };
+        Ok((alone, cwd))
     }
 }

@@ -5,14 +5,13 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Handle, Pool};
-use crate::fork::Threads;
 use crate::spawn::Program;
 
 /// Where a worker's standard input, output or error goes.
@@ -193,55 +192,4 @@ impl Options {
         }
         vars
     }
-
-    /// The working directory a worker starts in, absolute.
-    pub(crate) fn directory(&self) -> io::Result<PathBuf> {
-        let here = std::env::current_dir()?;
-        Ok(match self.program.get_current_dir() {
-            Some(dir) => here.join(dir),
-            None => here,
-        })
-    }
-}
-
-/// This process's umask. With one thread it is read by setting it and back (see
-/// `Alone::umask`), which takes a fraction of a microsecond; with more, another thread
-/// could create a file in between, so it is read from `/proc/self/status` (kept open
-/// and read again from its start: the kernel writes it anew for each read, and its
-/// second line is the umask), which takes about ten.
-pub(crate) fn umask() -> io::Result<u32> {
-    use std::os::unix::fs::FileExt;
-    static THREADS: Mutex<Option<Threads>> = Mutex::new(None);
-    static STATUS: Mutex<Option<(u32, File)>> = Mutex::new(None);
-    {
-        let mut threads = THREADS.lock().unwrap_or_else(|p| p.into_inner());
-        let threads = match threads.take() {
-            // Opened before a fork, it counts the parent's threads: a child opens its own.
-            Some(kept) if kept.opened_here() => threads.insert(kept),
-            _ => threads.insert(Threads::open()?),
-        };
-        if let Ok(alone) = threads.alone() {
-            return Ok(alone.umask());
-        }
-    }
-    let mut kept = STATUS.lock().unwrap_or_else(|p| p.into_inner());
-    let pid = std::process::id();
-    let file = match kept.take() {
-        // A file opened before a fork names the parent: a child opens its own.
-        Some((opened_by, file)) if opened_by == pid => file,
-        _ => File::open("/proc/self/status")?,
-    };
-    let mut start = [0; 512];
-    let read = file.read_at(&mut start, 0)?;
-    *kept = Some((pid, file));
-    // Bytes, not text: the name on the first line may be any bytes.
-    let text = &start[..read];
-    const LINE: &[u8] = b"\nUmask:";
-    text.windows(LINE.len())
-        .position(|window| window == LINE)
-        .map(|at| &text[at + LINE.len()..])
-        .and_then(|rest| Some(&rest[..rest.iter().position(|&byte| byte == b'\n')?]))
-        .and_then(|value| std::str::from_utf8(value).ok())
-        .and_then(|value| u32::from_str_radix(value.trim(), 8).ok())
-        .ok_or_else(|| io::Error::other("/proc/self/status has no Umask line"))
 }

@@ -12,7 +12,7 @@ use rustix::process::{Pid, PidfdFlags, Signal};
 use super::client::{self, Forked};
 use super::entry::{FD, VAR};
 use super::error::Error;
-use super::options::{Options, Stdio, umask};
+use super::options::{Options, Stdio};
 use super::serve::check_initialized;
 use crate::channel::Channel;
 use crate::child::Child;
@@ -455,12 +455,7 @@ fn start_forked(options: &Options, theirs: Socket) -> io::Result<Owner> {
         }
     }
     let server = client::server()?;
-    let (pid, pidfd) = server.spawn(
-        options.environment(),
-        &options.directory()?,
-        umask()?,
-        null,
-        &fds,
-    )?;
+    let cwd = options.program.get_current_dir();
+    let (pid, pidfd) = server.spawn(options.environment(), cwd, null, &fds)?;
     Ok(Owner::Forked(Forked::new(pid, pidfd, server)))
 }

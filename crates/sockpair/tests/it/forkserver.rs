@@ -2,6 +2,7 @@
 //! and its one thread. Workers here are copies of this test binary (see `main.rs`).
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -271,6 +272,24 @@ fn a_spawns_own_settings_do_not_stay_for_the_next() {
                 .join()
                 .unwrap();
             assert_eq!((value, &cwd), (None, &here));
+            // The fork server shares this process's directory: it never enters another.
+            let ours = std::env::current_dir().unwrap().display().to_string();
+            assert_eq!(ours, here, "this process's own directory is left as it was");
+        }
+        // A relative directory is relative to this process's.
+        let parent = Path::new(&here).parent().map(Path::to_path_buf);
+        if let Some(parent) = parent {
+            let mut up = Options::new();
+            up.stdin(Stdio::Null).current_dir("..");
+            for exec in [false, true] {
+                up.exec(exec);
+                let (_, cwd, _) = up
+                    .spawn(surroundings, name.clone())
+                    .unwrap()
+                    .join()
+                    .unwrap();
+                assert_eq!(cwd, parent.display().to_string(), "exec {exec}");
+            }
         }
         for exec in [false, true] {
             let mut missing = Options::new();

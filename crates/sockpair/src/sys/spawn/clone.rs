@@ -25,6 +25,9 @@ pub(crate) struct Exec<'a> {
     /// `setpgid(0, pgroup)`: 0 makes the child the leader of a new group.
     pub pgroup: Option<libc::pid_t>,
     pub plan: &'a FdPlan,
+    /// `CLONE_FS`: the child shares our working directory, root and umask (then it must
+    /// have no `cwd` of its own).
+    pub share_fs: bool,
 }
 
 /// What the child reads: raw pointers into buffers the parent keeps alive.
@@ -174,16 +177,19 @@ pub(crate) fn spawn(exec: Exec<'_>) -> Result<i32, Failed> {
         libc::sigfillset(all.as_mut_ptr());
         libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr());
     }
+    let share_fs = if exec.share_fs { libc::CLONE_FS } else { 0 };
     // SAFETY: `child_main` is async-signal-safe and reads only `context` (through a
     // shared reference; it writes only through the atomics and the raw pointers into
     // `envp` and `script_argv`, buffers nothing else touches meanwhile), which lives
     // until after the clone returns; CLONE_VFORK suspends this thread until the child
     // has exec'd or exited, so the child's use of `context` and `stack` is over by then.
+    // With CLONE_FS the child shares our directory and umask, which it leaves alone: it
+    // has no `cwd` to enter (the caller checks).
     let pid = unsafe {
         libc::clone(
             child_main,
             stack.top(),
-            libc::CLONE_VM | libc::CLONE_VFORK | libc::SIGCHLD,
+            libc::CLONE_VM | libc::CLONE_VFORK | share_fs | libc::SIGCHLD,
             (&raw const context).cast_mut().cast(),
         )
     };
