@@ -169,11 +169,3 @@ impl Socket {
         sys::sockopt::end_on_hang_up(self, on)
     }
 }
-
-/// Sets up what [`Socket::end_process_on_hang_up`] needs once per process (the `SIGIO`
-/// handler, `SIGIO` unblocked in this thread), ahead of time: a forked child inherits
-/// it (the fork server does this for its workers).
-#[cfg(feature = "worker")]
-pub(crate) fn prepare_hang_up_watch() -> io::Result<()> {
-    sys::sockopt::watch_hang_ups()
-}

@@ -88,9 +88,8 @@ fn set_int(fd: impl AsFd, name: libc::c_int, value: libc::c_int) -> io::Result<(
 /// (`poll` says `POLLRDHUP` or `POLLHUP`). The kernel also signals input that arrived
 /// before `O_ASYNC` was set, late (it wakes the reader first, then signals): such a
 /// `SIGIO` finds no hang-up and is ignored. Turning it on the first time for a socket
-/// also makes this process the socket's owner (and sets up the handler, as
-/// [`watch_hang_ups`] does, if that was not done); later turns only set or clear
-/// `O_ASYNC` (`FIOASYNC`).
+/// also makes this process the socket's owner (and sets up the handler, once: see
+/// [`watch_hang_ups`]); later turns only set or clear `O_ASYNC` (`FIOASYNC`).
 #[cfg(feature = "worker")]
 pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
@@ -108,11 +107,10 @@ pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
 
 /// Installs `SIGIO`'s handler for [`end_on_hang_up`] and unblocks `SIGIO` in the
 /// calling thread (a parent may have left it blocked, which `execve` keeps), once per
-/// process image: a forked child inherits both (so the fork server does this for its
-/// workers), `execve` undoes the handler and this record of it alike. Until a socket is
-/// watched, a `SIGIO` finds nothing to check and is ignored.
+/// process image (a forked child inherits both, `execve` undoes the handler and this
+/// record of it alike).
 #[cfg(feature = "worker")]
-pub(crate) fn watch_hang_ups() -> io::Result<()> {
+fn watch_hang_ups() -> io::Result<()> {
     static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if INSTALLED.load(std::sync::atomic::Ordering::SeqCst) {
         return Ok(());

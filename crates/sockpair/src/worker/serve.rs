@@ -89,13 +89,11 @@ fn serve_forked_and_exit(end: Socket) -> ! {
     exit_serving(serve_forked(end), true)
 }
 
-/// What a worker sets up once, before its first request: the panic hook, `SIGIO`'s
-/// handler (for [`serve_on`]'s watch on the parent), std's stdout. The fork server does
-/// it before it forks any worker, which inherits it all; an exec'd worker does it
-/// itself.
+/// What a worker sets up once, before its first request: the panic hook, the
+/// executable's code ranges, std's stdout. The fork server does it before it forks any
+/// worker, which inherits it all; an exec'd worker does it itself.
 fn prepare() -> io::Result<()> {
     catch_panic_messages(thread::current().id());
-    crate::fds::prepare_hang_up_watch()?;
     entry::find_code();
     io::stdout().flush()
 }
@@ -139,7 +137,7 @@ fn serve() -> io::Result<()> {
         let _ = channel.send(&Answer::NotFound(why.clone()).into_frame(id));
         return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
     }
-    serve_on(channel)
+    serve_on(channel, true)
 }
 
 /// A worker forked by the fork server: its end at fd 3 came from the server's parent,
@@ -148,11 +146,14 @@ fn serve_forked(end: Socket) -> io::Result<()> {
     // The end of a stream pair its parent made, as it was made.
     let mut channel = Channel::<Vec<u8>>::over_new_stream(end);
     channel.max_frame_len(usize::MAX);
-    serve_on(channel)
+    // It dies with the fork server (`PR_SET_PDEATHSIG`), which ends when its parent
+    // does: no watch on the parent of its own.
+    serve_on(channel, false)
 }
 
 /// Answers requests on `channel` until the parent closes it (or after a `last` one).
-fn serve_on(mut channel: Channel<Vec<u8>>) -> io::Result<()> {
+/// With `watch_parent`, the parent's hang-up ends this process while a function runs.
+fn serve_on(mut channel: Channel<Vec<u8>>, watch_parent: bool) -> io::Result<()> {
     // The first request brings the word where this worker notes each request it takes.
     channel.accept_fds(true)?;
     // Under `panic = "abort"` a panic is answered from the hook, before the abort.
@@ -186,12 +187,16 @@ fn serve_on(mut channel: Channel<Vec<u8>>) -> io::Result<()> {
         RUNNING.store(request.id, Ordering::Relaxed);
         // While the function runs nothing more comes from the parent: the end turns
         // readable only when the parent is gone, and then SIGIO ends this process.
-        channel.socket().end_process_on_hang_up(true)?;
-        if parent_gone(channel.socket())? {
-            return Ok(());
+        if watch_parent {
+            channel.socket().end_process_on_hang_up(true)?;
+            if parent_gone(channel.socket())? {
+                return Ok(());
+            }
         }
         let answer = run(request.call, request.argument);
-        channel.socket().end_process_on_hang_up(false)?;
+        if watch_parent {
+            channel.socket().end_process_on_hang_up(false)?;
+        }
         let _ = io::stdout().flush();
         match channel.send(&answer.into_frame(request.id)) {
             Ok(()) => {}
