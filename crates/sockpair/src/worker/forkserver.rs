@@ -14,10 +14,12 @@
 //! as stdio, and ends when its parent hangs up; each worker is killed
 //! (`PR_SET_PDEATHSIG`) when the server ends.
 //!
-//! What a worker must see (environment, working directory, umask) the server takes on
-//! itself before the fork, where it differs from its own, so that the worker inherits
-//! it and changes nothing: the next request usually names the same, and its parent
-//! sends the environment only when it is not the one the server has.
+//! What a worker must see it inherits, and changes nothing: the server shares its
+//! parent's working directory, root and umask (it was started with `CLONE_FS`, and never
+//! changes them), so a worker starts with them as they are at its fork; the environment
+//! a request names the server takes on as its own before the fork (its parent sends it
+//! only when it is not the one the server has). A directory of the worker's own is
+//! opened here, and entered by the worker.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

@@ -60,8 +60,10 @@ pub(crate) fn dev_null(number: i32) -> io::Result<OwnedFd> {
 /// threaded this process is, which forks each worker on request. That costs a fraction
 /// of an `exec`, and is safe from any parent. Each worker still sees what a fresh child
 /// of this process would: this process's environment, working directory, umask and
-/// stdio as they are at the spawn, with the changes made here. [`exec`](Options::exec)
-/// starts each worker from a fresh process image instead.
+/// stdio as they are at the spawn, with the changes made here. (The working directory
+/// and umask are the ones this process's threads share: the fork server shares them,
+/// live; a thread that `unshare(CLONE_FS)`d has its own, which its workers do not see.)
+/// [`exec`](Options::exec) starts each worker from a fresh process image instead.
 ///
 /// ```
 /// # sockpair::worker::init_before_main!();
