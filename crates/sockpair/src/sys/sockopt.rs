@@ -88,13 +88,35 @@ fn set_int(fd: impl AsFd, name: libc::c_int, value: libc::c_int) -> io::Result<(
 /// (`poll` says `POLLRDHUP` or `POLLHUP`). The kernel also signals input that arrived
 /// before `O_ASYNC` was set, late (it wakes the reader first, then signals): such a
 /// `SIGIO` finds no hang-up and is ignored. Turning it on the first time for a socket
-/// also makes this process the socket's owner (and sets up the handler, once: see
-/// [`watch_hang_ups`]); later turns only set or clear `O_ASYNC` (`FIOASYNC`).
+/// also installs the handler, makes this process the socket's owner and unblocks
+/// `SIGIO` in the calling thread (a parent may have left it blocked, which `execve`
+/// keeps); later turns only set or clear `O_ASYNC` (`FIOASYNC`).
 #[cfg(feature = "worker")]
 pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
     let fd = fd.as_fd().as_raw_fd();
+    // The handler, the signal mask and the owner are set once per socket watched; each
+    // turn on and off after that is only the `O_ASYNC` flag.
     if on && HANG_UP_WATCHED.swap(fd, std::sync::atomic::Ordering::SeqCst) != fd {
-        watch_hang_ups()?;
+        // SAFETY: an all-zero sigaction is valid (empty mask, no flags); it then names
+        // `on_sigio`, an `extern "C" fn(c_int)` that makes only async-signal-safe calls.
+        let rc = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_sigio as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART;
+            libc::sigaction(libc::SIGIO, &action, std::ptr::null_mut())
+        };
+        cvt(rc)?;
+        // SAFETY: `mask` is a writable sigset_t, initialised by sigemptyset before use;
+        // pthread_sigmask only reads it.
+        let rc = unsafe {
+            let mut mask: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut mask);
+            libc::sigaddset(&mut mask, libc::SIGIO);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &mask, std::ptr::null_mut())
+        };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
         // SAFETY: fcntl with F_SETOWN takes an int argument and touches no memory; the
         // descriptor is borrowed for the call.
         cvt(unsafe { libc::fcntl(fd, libc::F_SETOWN, libc::getpid()) })?;
@@ -102,40 +124,6 @@ pub(crate) fn end_on_hang_up(fd: impl AsFd, on: bool) -> io::Result<()> {
     let on = libc::c_int::from(on);
     // SAFETY: FIOASYNC reads one int through the pointer, which points at `on`.
     cvt(unsafe { libc::ioctl(fd, libc::FIOASYNC, &on) })?;
-    Ok(())
-}
-
-/// Installs `SIGIO`'s handler for [`end_on_hang_up`] and unblocks `SIGIO` in the
-/// calling thread (a parent may have left it blocked, which `execve` keeps), once per
-/// process image (a forked child inherits both, `execve` undoes the handler and this
-/// record of it alike).
-#[cfg(feature = "worker")]
-fn watch_hang_ups() -> io::Result<()> {
-    static INSTALLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if INSTALLED.load(std::sync::atomic::Ordering::SeqCst) {
-        return Ok(());
-    }
-    // SAFETY: an all-zero sigaction is valid (empty mask, no flags); it then names
-    // `on_sigio`, an `extern "C" fn(c_int)` that makes only async-signal-safe calls.
-    let rc = unsafe {
-        let mut action: libc::sigaction = std::mem::zeroed();
-        action.sa_sigaction = on_sigio as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        libc::sigaction(libc::SIGIO, &action, std::ptr::null_mut())
-    };
-    cvt(rc)?;
-    // SAFETY: `mask` is a writable sigset_t, initialised by sigemptyset before use;
-    // pthread_sigmask only reads it.
-    let rc = unsafe {
-        let mut mask: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut mask);
-        libc::sigaddset(&mut mask, libc::SIGIO);
-        libc::pthread_sigmask(libc::SIG_UNBLOCK, &mask, std::ptr::null_mut())
-    };
-    if rc != 0 {
-        return Err(io::Error::from_raw_os_error(rc));
-    }
-    INSTALLED.store(true, std::sync::atomic::Ordering::SeqCst);
     Ok(())
 }
 

@@ -90,10 +90,15 @@ pub(crate) fn run(socket: Socket, worker: fn(Socket) -> !) -> io::Result<()> {
             fds.extend((server.children.values()).map(|pidfd| PollFd::new(pidfd, Events::IN)));
             poll_any(&mut fds, None)?;
             let ready = |fd: &PollFd<'_>| !fd.revents().is_empty();
-            (ready(&fds[0]), fds[1..].iter().any(ready))
+            // The map is unchanged since the poll: its keys come in the same order.
+            let exited: Vec<i32> = (fds[1..].iter().zip(server.children.keys()))
+                .filter(|(fd, _)| ready(fd))
+                .map(|(_, &pid)| pid)
+                .collect();
+            (ready(&fds[0]), exited)
         };
-        if exited {
-            server.reap()?;
+        for pid in exited {
+            server.reap(pid)?;
         }
         if request_ready {
             let mut fds = Vec::new();
@@ -109,26 +114,18 @@ pub(crate) fn run(socket: Socket, worker: fn(Socket) -> !) -> io::Result<()> {
 }
 
 impl Server {
-    /// Reaps every worker that has exited, and tells the parent how each ended.
-    fn reap(&mut self) -> io::Result<()> {
-        use rustix::process::{WaitOptions, waitpid};
-        // Only workers are the server's children.
-        loop {
-            let (pid, status) = match waitpid(None, WaitOptions::NOHANG) {
-                Ok(Some(exited)) => exited,
-                Ok(None) | Err(rustix::io::Errno::CHILD) => return Ok(()),
-                Err(err) => return Err(err.into()),
-            };
-            let pid = pid.as_raw_nonzero().get();
-            self.children.remove(&pid);
-            self.tell(
-                &Note::Exited {
-                    pid,
-                    status: status.as_raw(),
-                },
-                &[],
-            )?;
-        }
+    /// Reaps worker `pid`, whose pidfd says it exited, and tells the parent how it ended.
+    fn reap(&mut self, pid: i32) -> io::Result<()> {
+        use rustix::process::{Pid, WaitOptions, waitpid};
+        let Some(raw) = Pid::from_raw(pid) else {
+            return Ok(());
+        };
+        let status = match waitpid(Some(raw), WaitOptions::NOHANG)? {
+            Some((_, status)) => status.as_raw(),
+            None => return Ok(()), // not yet: the pidfd said so early
+        };
+        self.children.remove(&pid);
+        self.tell(&Note::Exited { pid, status }, &[])
     }
 
     fn tell(&mut self, note: &Note, fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<()> {
