@@ -13,6 +13,8 @@ use std::io;
 use crate::child::Child;
 use crate::socket::{Socket, pair};
 #[cfg(feature = "worker")]
+use crate::sys::process::skip_exit_handlers_so_far;
+#[cfg(feature = "worker")]
 use crate::sys::process::{close_from as sys_close_from, dup_to as sys_dup_to};
 use crate::sys::process::{exit_immediately as sys_exit, fork as sys_fork};
 use crate::types::Type;
@@ -108,6 +110,15 @@ impl Alone {
             Some(pid) => Ok(pid),
             None => Err(self),
         })
+    }
+
+    /// Makes a call to `exit` here, and in every child forked from here on, skip the
+    /// exit handlers registered so far (glibc; `Ok(false)` elsewhere): a forked child's
+    /// are its parent's, and their work (flushing or removing what the parent made,
+    /// saying goodbye to its peers) is not the child's. C's streams are still flushed,
+    /// and the handlers the child registers itself still run.
+    pub(crate) fn skip_exit_handlers_so_far(&self) -> io::Result<bool> {
+        skip_exit_handlers_so_far()
     }
 
     /// Removes `keys` from the environment (the fork server, at its start: the

@@ -1,6 +1,7 @@
-//! [`SharedWord`]: one 64-bit word that two processes share, in a memfd each maps: a
-//! worker notes there which request it has taken, and its parent reads it without a
-//! system call, even after the worker died.
+//! [`SharedWord`]: one 64-bit word that two processes share, in a memfd: a worker notes
+//! there which request it has taken (with `pwrite`, [`SharedWord::write_through`]), and
+//! its parent, which maps it, reads it without a system call, even after the worker
+//! died.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -11,8 +12,8 @@ use rustix::fs::SealFlags;
 
 use crate::sys::mapping::{Access, Mapping};
 
-/// A word of shared memory: create it, hand its memfd to another process, which
-/// [`open`](SharedWord::open)s it.
+/// A word of shared memory, mapped here: create it, hand its memfd to another process,
+/// which writes it with [`write_through`](SharedWord::write_through).
 #[derive(Debug)]
 pub(crate) struct SharedWord {
     mapping: Mapping,
@@ -29,14 +30,14 @@ impl SharedWord {
         Ok((word, fd))
     }
 
-    /// The word of a memfd that [`new`](SharedWord::new) made (in this process or
-    /// another); the descriptor may be closed afterwards.
+    /// The word of a memfd that [`new`](SharedWord::new) made, mapped once more; the
+    /// descriptor may be closed afterwards.
     ///
     /// # Errors
     ///
     /// `InvalidInput` for anything but a memfd of 8 bytes or more sealed against
     /// shrinking; the kernel's error.
-    pub(crate) fn open(fd: impl AsFd) -> io::Result<SharedWord> {
+    fn open(fd: impl AsFd) -> io::Result<SharedWord> {
         let mapping = Mapping::map(fd.as_fd(), 8, Access::Write)?;
         Ok(SharedWord { mapping })
     }
@@ -52,6 +53,22 @@ impl SharedWord {
     pub(crate) fn store(&self, value: u64) {
         self.word().store(value, Ordering::SeqCst);
     }
+
+    /// Writes `value` into the word of memfd `fd` without mapping it (`pwrite`): for a
+    /// process that writes it now and then and would rather not pay for a mapping (two
+    /// checks, `mmap`, a page fault, and `munmap` at its end). A mapping of the word
+    /// sees the value once the call returns.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's error (`ESPIPE` if `fd` is a pipe or a socket), or `WriteZero` if
+    /// fewer than 8 bytes went in.
+    pub(crate) fn write_through(fd: impl AsFd, value: u64) -> io::Result<()> {
+        match rustix::io::pwrite(fd, &value.to_ne_bytes(), 0)? {
+            8 => Ok(()),
+            _ => Err(io::ErrorKind::WriteZero.into()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -66,6 +83,13 @@ mod tests {
         assert_eq!(other.load(), 0);
         word.store(u64::MAX - 1);
         assert_eq!(other.load(), u64::MAX - 1);
+        // Written through a descriptor, with no mapping: seen by the mappings at once.
+        let (word, fd) = SharedWord::new().unwrap();
+        SharedWord::write_through(&fd, 0x0102_0304_0506_0708).unwrap();
+        assert_eq!(word.load(), 0x0102_0304_0506_0708);
+        let (_, pipe) = std::io::pipe().unwrap();
+        let err = SharedWord::write_through(&pipe, 1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ESPIPE), "{err}");
         // Nothing can shrink it under a mapping.
         let (_, fd) = SharedWord::new().unwrap();
         assert!(rustix::fs::ftruncate(&fd, 0).is_err());

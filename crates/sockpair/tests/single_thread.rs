@@ -1,7 +1,8 @@
 //! Workers spawned from a parent that has one thread (a plain `main`, no test harness,
-//! whose tests each run on a thread of their own): the parent reads its umask by
-//! setting it and back there, which no other thread can see, and every worker still
-//! sees the umask of the moment it was spawned, with the parent's left as it was.
+//! whose tests each run on a thread of their own): every worker sees the umask of the
+//! moment it was spawned (the fork server shares this process's, `CLONE_FS`; an exec'd
+//! worker inherits it), and the parent's is left as it was; with the parent's standard
+//! input closed, a forked worker's is `/dev/null`.
 //!
 //! Its own `main` (`harness = false`). The guard: `init` runs first, so a worker serves
 //! and never reaches the rest of `main`; should that break, a second run of `main` stops
@@ -16,6 +17,14 @@ fn umask_of_worker(_: ()) -> u32 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = status.lines().find_map(|line| line.strip_prefix("Umask:"));
     u32::from_str_radix(line.unwrap().trim(), 8).unwrap()
+}
+
+/// Whether the worker's standard input is `/dev/null` (the same device and inode).
+fn stdin_is_dev_null(_: ()) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let null = std::fs::metadata("/dev/null").unwrap();
+    let stdin = std::fs::metadata("/proc/self/fd/0").unwrap();
+    (stdin.dev(), stdin.ino(), stdin.rdev()) == (null.dev(), null.ino(), null.rdev())
 }
 
 fn threads() -> usize {
@@ -57,5 +66,19 @@ fn main() -> ExitCode {
         }
     }
     println!("single_thread: {spawns} workers saw the umask of their spawn: ok");
+    // Our standard input closed: a forked worker that inherits it gets `/dev/null`, not
+    // whatever took its number since (the spawn's own pair would).
+    // SAFETY: nothing of this process uses fd 0 (std's `Stdin` is never read here).
+    unsafe { libc::close(0) };
+    let null = Options::new()
+        .spawn(stdin_is_dev_null, ())
+        .unwrap()
+        .join()
+        .unwrap();
+    if !null {
+        eprintln!("single_thread: with stdin closed, a worker's stdin is not /dev/null");
+        return ExitCode::FAILURE;
+    }
+    println!("single_thread: with stdin closed, a worker's stdin is /dev/null: ok");
     ExitCode::SUCCESS
 }

@@ -28,6 +28,42 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Makes a call to `exit` in this process, and in every child it forks from here on,
+/// end as `_exit` does once C's streams are flushed: the exit handlers registered
+/// later still run (first, as always), those registered so far do not. glibc's
+/// `on_exit`, whose handler learns the status; elsewhere nothing changes
+/// (`Ok(false)`).
+#[cfg(feature = "worker")]
+pub(crate) fn skip_exit_handlers_so_far() -> io::Result<bool> {
+    #[cfg(target_env = "gnu")]
+    {
+        unsafe extern "C" {
+            /// glibc's `on_exit(3)`: `atexit` whose handler is given `exit`'s status.
+            fn on_exit(
+                handler: extern "C" fn(libc::c_int, *mut libc::c_void),
+                argument: *mut libc::c_void,
+            ) -> libc::c_int;
+        }
+        extern "C" fn end_now(status: libc::c_int, _: *mut libc::c_void) {
+            // SAFETY: fflush(NULL) flushes every C stream, as `exit` would next, and
+            // touches no memory of ours; `_exit` never returns (a handler may call it,
+            // unlike `exit`).
+            unsafe {
+                libc::fflush(std::ptr::null_mut());
+                libc::_exit(status)
+            }
+        }
+        // SAFETY: `end_now` matches the handler type and ignores its argument (null);
+        // on_exit only appends it to libc's list (it fails only without memory).
+        match unsafe { on_exit(end_now, std::ptr::null_mut()) } {
+            0 => Ok(true),
+            _ => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
+        }
+    }
+    #[cfg(not(target_env = "gnu"))]
+    Ok(false)
+}
+
 /// Takes ownership of the socket that this process inherited as descriptor number
 /// `fd`, close-on-exec from here on, after checking by number alone (no `BorrowedFd`
 /// exists before the checks pass) that it is open and a socket.

@@ -75,7 +75,11 @@ struct Server {
 /// up. Each forked worker, once set up, runs `worker` on its end, which never returns.
 pub(crate) fn run(socket: Socket, worker: fn(Socket) -> !) -> io::Result<()> {
     let threads = Threads::open()?;
-    threads.alone()?.remove_env(&[VAR, ROLE, BIND_NOW]);
+    let alone = threads.alone()?;
+    alone.remove_env(&[VAR, ROLE, BIND_NOW]);
+    // A worker whose function calls `exit` ends as one that returned does, with
+    // `_exit`, not running the exit handlers it inherited (see `Alone`'s method).
+    alone.skip_exit_handlers_so_far()?;
     let mut channel = Channel::<Vec<u8>>::new(socket)?;
     channel.accept_fds(true)?.max_frame_len(64 << 20);
     let mut server = Server {

@@ -56,10 +56,25 @@
 //! ([`Error::Timeout`]) and leaves the worker running, for [`Handle::kill`]. Once a
 //! handle is joined or dropped no process or zombie is left. The worker inherits this
 //! process's stdio, environment and working directory, and ends if this process dies
-//! while it runs a function (its end is armed to raise `SIGIO` while the function runs,
-//! and the handler ends the worker by `SIGIO` once the end has hung up, and ignores any
-//! other notification; a function that installs its own `SIGIO` handler, or ignores
-//! `SIGIO`, turns that off).
+//! while it runs a function: a forked worker is killed when the fork server ends
+//! (`PR_SET_PDEATHSIG`), which it does when this process does; an exec'd worker's end is
+//! armed to raise `SIGIO` while the function runs, and the handler ends the worker by
+//! `SIGIO` once the end has hung up, and ignores any other notification (a function
+//! that installs its own `SIGIO` handler, or ignores `SIGIO`, turns that off).
+//!
+//! # How a worker ends
+//!
+//! A worker whose function returned ends with `_exit` once its parent is done with it.
+//! One whose function calls `exit` (`std::process::exit`, or C's) dies with that status,
+//! which [`Handle::join`] reports as [`Error::Died`]; on the way out std's stdout and C's
+//! streams are flushed and the exit handlers the function registered (`atexit`) run, on
+//! both paths. The handlers the executable registered before `main` reached [`init`]
+//! (C++ and library destructors, `atexit` calls of libraries, the loader's `_dl_fini`)
+//! run in an exec'd worker, a fresh image whose own they are, and not in a forked one:
+//! there they are the fork server's, inherited, and their work (flushing or removing
+//! what that process made, saying goodbye to its peers) is not the worker's, as Python's
+//! forked `multiprocessing` children end with `os._exit` for the same reason. (With
+//! glibc; with another C library a forked worker runs them too.)
 //!
 //! Every request carries an id, and the answer names it: a frame that answers another
 //! request (the function wrote to fd 3, say) is an [`Error::Decode`] saying the pair is

@@ -58,6 +58,9 @@ pub(crate) struct Process {
     word_sent: bool,
     /// The worker is reaped: nothing of it writes the word any more.
     reaped: bool,
+    /// A request went out with [`send`](Process::send) and nothing was read since: its
+    /// answer cannot be there yet (the worker has not run), so the wait comes first.
+    just_sent: bool,
 }
 
 /// A pool worker's delivery word: its mapping here, and its memfd, which goes to the
@@ -193,10 +196,13 @@ impl Process {
         }
         // From the fork server: the first request goes into the pair before the server
         // is asked for the worker.
+        // Which of our standard streams are open is looked at before the pair takes the
+        // lowest free numbers, which may be a closed stream's.
+        let open = open_stdio()?;
         let (ours, theirs) = pair(Type::STREAM)?;
         let mut channel = channel(ours)?;
         let sent = first.map(|request| send_request(&mut channel, word.as_ref(), request));
-        let mut process = Process::new(start_forked(options, theirs)?, channel, word);
+        let mut process = Process::new(start_forked(options, open, theirs)?, channel, word);
         process.word_sent = sent.is_some();
         let early_end = sent.and_then(|sent| process.sent(sent).err());
         Ok((process, early_end))
@@ -210,6 +216,7 @@ impl Process {
             word,
             word_sent: false,
             reaped: false,
+            just_sent: false,
         }
     }
 
@@ -251,7 +258,9 @@ impl Process {
         let word = self.word.as_ref().filter(|_| !self.word_sent);
         self.word_sent = true;
         let sent = send_request(&mut self.channel, word, request);
-        self.sent(sent)
+        self.sent(sent)?;
+        self.just_sent = true;
+        Ok(())
     }
 
     /// What a send of a request did: written whole, or partly (the rest is written
@@ -270,7 +279,10 @@ impl Process {
     /// Waits until `deadline` (`None`: none) for the answer to the request sent, writing
     /// the rest of the request as the worker takes it.
     pub(crate) fn answer(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, NoAnswer> {
-        let mut exited = false;
+        let mut exited = match std::mem::take(&mut self.just_sent) {
+            true => self.wait_ready(deadline)?,
+            false => false,
+        };
         loop {
             if self.unsent {
                 match self.channel.flush() {
@@ -437,8 +449,8 @@ fn channel(socket: Socket) -> io::Result<Channel<Vec<u8>>> {
 }
 
 /// A worker forked by the fork server, set up as `options` say, with `theirs` (its end
-/// of the pair).
-fn start_forked(options: &Options, theirs: Socket) -> io::Result<Owner> {
+/// of the pair); `open` says which of our standard streams were open before the pair.
+fn start_forked(options: &Options, open: [bool; 3], theirs: Socket) -> io::Result<Owner> {
     // Descriptors are handed over as they are (no copy): the server receives its own.
     // An inherited stream that is closed here is `/dev/null` there.
     let streams = (io::stdin(), io::stdout(), io::stderr());
@@ -447,9 +459,7 @@ fn start_forked(options: &Options, theirs: Socket) -> io::Result<Owner> {
     let mut fds: Vec<BorrowedFd<'_>> = vec![theirs.as_fd()];
     for (at, choice) in options.stdio.iter().enumerate() {
         match choice {
-            Stdio::Inherit if rustix::io::fcntl_getfd(ours_stdio[at]).is_ok() => {
-                fds.push(ours_stdio[at]);
-            }
+            Stdio::Inherit if open[at] => fds.push(ours_stdio[at]),
             Stdio::Inherit | Stdio::Null => null[at] = true,
             Stdio::Fd(fd) => fds.push(fd.as_fd()),
         }
@@ -458,4 +468,15 @@ fn start_forked(options: &Options, theirs: Socket) -> io::Result<Owner> {
     let cwd = options.program.get_current_dir();
     let (pid, pidfd) = server.spawn(options.environment(), cwd, null, &fds)?;
     Ok(Owner::Forked(Forked::new(pid, pidfd, server)))
+}
+
+/// Which of our standard input, output and error are open: one `poll` that does not
+/// wait, which marks a closed descriptor `POLLNVAL` (what it reports of an open one
+/// does not matter).
+fn open_stdio() -> io::Result<[bool; 3]> {
+    let streams = (io::stdin(), io::stdout(), io::stderr());
+    let fds = [streams.0.as_fd(), streams.1.as_fd(), streams.2.as_fd()];
+    let mut polled = fds.map(|fd| PollFd::from_borrowed_fd(fd, Events::empty()));
+    ready_now(&mut polled)?;
+    Ok(polled.map(|fd| !fd.revents().contains(Events::NVAL)))
 }

@@ -2,6 +2,7 @@
 //! (or, for a [`spawn`](super::spawn), after the one request), then exits.
 
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -160,7 +161,7 @@ fn serve_on(mut channel: Channel<Vec<u8>>, watch_parent: bool) -> io::Result<()>
     if cfg!(panic = "abort") {
         *LAST_WORDS.lock().unwrap_or_else(|p| p.into_inner()) = Some(channel.socket().try_clone()?);
     }
-    let mut taken: Option<SharedWord> = None;
+    let mut taken: Option<OwnedFd> = None;
     let mut fds = Vec::new();
     loop {
         let request = match channel.recv_with_fds(&mut fds) {
@@ -169,7 +170,7 @@ fn serve_on(mut channel: Channel<Vec<u8>>, watch_parent: bool) -> io::Result<()>
             Err(err) => return Err(err.into()),
         };
         if let Some(fd) = fds.pop() {
-            taken = Some(SharedWord::open(fd)?);
+            taken = Some(fd);
         }
         fds.clear();
         let request = match wire::parse_request(&request) {
@@ -182,7 +183,7 @@ fn serve_on(mut channel: Channel<Vec<u8>>, watch_parent: bool) -> io::Result<()>
         // From here on the request counts as delivered: were this process to die now,
         // its parent would report that death as the task's, and not run it elsewhere.
         if let Some(taken) = &taken {
-            taken.store(request.id);
+            SharedWord::write_through(taken, request.id)?;
         }
         RUNNING.store(request.id, Ordering::Relaxed);
         // While the function runs nothing more comes from the parent: the end turns
