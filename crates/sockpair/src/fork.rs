@@ -113,11 +113,11 @@ impl Alone {
     }
 
     /// Makes a call to `exit` here, and in every child forked from here on, skip the
-    /// exit handlers registered so far (glibc; `Ok(false)` elsewhere): a forked child's
-    /// are its parent's, and their work (flushing or removing what the parent made,
-    /// saying goodbye to its peers) is not the child's. C's streams are still flushed,
-    /// and the handlers the child registers itself still run.
-    pub(crate) fn skip_exit_handlers_so_far(&self) -> io::Result<bool> {
+    /// exit handlers registered so far (with glibc; elsewhere nothing changes): a forked
+    /// child's are its parent's, and their work (flushing or removing what the parent
+    /// made, saying goodbye to its peers) is not the child's. C's streams are still
+    /// flushed, and the handlers the child registers itself still run.
+    pub(crate) fn skip_exit_handlers_so_far(&self) -> io::Result<()> {
         skip_exit_handlers_so_far()
     }
 

@@ -2,7 +2,8 @@
 //! whose tests each run on a thread of their own): every worker sees the umask of the
 //! moment it was spawned (the fork server shares this process's, `CLONE_FS`; an exec'd
 //! worker inherits it), and the parent's is left as it was; with the parent's standard
-//! input closed, a forked worker's is `/dev/null`.
+//! input closed, a worker's is `/dev/null` (from the fork server, or where there is
+//! none, from std's start-up in the exec'd worker).
 //!
 //! Its own `main` (`harness = false`). The guard: `init` runs first, so a worker serves
 //! and never reaches the rest of `main`; should that break, a second run of `main` stops
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
         }
     }
     println!("single_thread: {spawns} workers saw the umask of their spawn: ok");
-    // Our standard input closed: a forked worker that inherits it gets `/dev/null`, not
+    // Our standard input closed: a worker that inherits it gets `/dev/null`, not
     // whatever took its number since (the spawn's own pair would).
     // SAFETY: nothing of this process uses fd 0 (std's `Stdin` is never read here).
     unsafe { libc::close(0) };

@@ -31,10 +31,13 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
 /// Makes a call to `exit` in this process, and in every child it forks from here on,
 /// end as `_exit` does once C's streams are flushed: the exit handlers registered
 /// later still run (first, as always), those registered so far do not. glibc's
-/// `on_exit`, whose handler learns the status; elsewhere nothing changes
-/// (`Ok(false)`).
+/// `on_exit`, whose handler learns the status; elsewhere nothing changes.
+///
+/// # Errors
+///
+/// `OutOfMemory` if libc has no room for one more handler.
 #[cfg(feature = "worker")]
-pub(crate) fn skip_exit_handlers_so_far() -> io::Result<bool> {
+pub(crate) fn skip_exit_handlers_so_far() -> io::Result<()> {
     #[cfg(target_env = "gnu")]
     {
         unsafe extern "C" {
@@ -56,12 +59,12 @@ pub(crate) fn skip_exit_handlers_so_far() -> io::Result<bool> {
         // SAFETY: `end_now` matches the handler type and ignores its argument (null);
         // on_exit only appends it to libc's list (it fails only without memory).
         match unsafe { on_exit(end_now, std::ptr::null_mut()) } {
-            0 => Ok(true),
+            0 => Ok(()),
             _ => Err(io::Error::from(io::ErrorKind::OutOfMemory)),
         }
     }
     #[cfg(not(target_env = "gnu"))]
-    Ok(false)
+    Ok(())
 }
 
 /// Takes ownership of the socket that this process inherited as descriptor number

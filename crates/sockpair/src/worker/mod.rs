@@ -64,8 +64,8 @@
 //!
 //! # How a worker ends
 //!
-//! A worker whose function returned ends with `_exit` once its parent is done with it.
-//! One whose function calls `exit` (`std::process::exit`, or C's) dies with that status,
+//! A worker whose function returned ends once its parent is done with it (a forked one
+//! with `_exit`, an exec'd one with `exit`). One whose function calls `exit` (`std::process::exit`, or C's) dies with that status,
 //! which [`Handle::join`] reports as [`Error::Died`]; on the way out std's stdout and C's
 //! streams are flushed and the exit handlers the function registered (`atexit`) run, on
 //! both paths. The handlers the executable registered before `main` reached [`init`]

@@ -195,9 +195,8 @@ impl Process {
             return Ok((process, early_end));
         }
         // From the fork server: the first request goes into the pair before the server
-        // is asked for the worker.
-        // Which of our standard streams are open is looked at before the pair takes the
-        // lowest free numbers, which may be a closed stream's.
+        // is asked for the worker. Which of our standard streams are open is looked at
+        // first, before the pair takes the lowest free numbers (a closed stream's).
         let open = open_stdio()?;
         let (ours, theirs) = pair(Type::STREAM)?;
         let mut channel = channel(ours)?;
