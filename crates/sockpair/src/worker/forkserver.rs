@@ -19,7 +19,10 @@
 //! changes them), so a worker starts with them as they are at its fork; the environment
 //! a request names the server takes on as its own before the fork (its parent sends it
 //! only when it is not the one the server has). A directory of the worker's own is
-//! opened here, and entered by the worker.
+//! opened here, and entered by the worker. What a worker must not run it does not
+//! inherit: before its first fork the server makes `exit` skip the exit handlers
+//! registered so far (its image's), so a worker's function that calls `exit` runs only
+//! its own (see [`Alone::skip_exit_handlers_so_far`]).
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
