@@ -1,5 +1,5 @@
-//! Process-level calls: `fork`, `_exit`, the loader's list of objects, and claiming a descriptor that this
-//! process inherited by number.
+//! Process-level calls: `fork`, `_exit`, `on_exit`, the loader's list of objects, and
+//! claiming a descriptor that this process inherited by number.
 
 use std::io;
 use std::mem::MaybeUninit;

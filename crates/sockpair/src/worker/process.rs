@@ -190,18 +190,20 @@ impl Process {
         }
         if options.exec || !client::pidfds() {
             let (owner, socket) = start_exec(options)?;
-            let mut process = Process::new(owner, channel(socket)?, word);
+            let mut process = Process::new(owner, channel(socket), word);
             let early_end = first.and_then(|request| process.send(request).err());
             return Ok((process, early_end));
         }
         // From the fork server: the first request goes into the pair before the server
         // is asked for the worker. Which of our standard streams are open is looked at
         // first, before the pair takes the lowest free numbers (a closed stream's).
-        let open = open_stdio()?;
+        let streams = (io::stdin(), io::stdout(), io::stderr());
+        let ours_stdio = open_now([streams.0.as_fd(), streams.1.as_fd(), streams.2.as_fd()])?;
         let (ours, theirs) = pair(Type::STREAM)?;
-        let mut channel = channel(ours)?;
+        let mut channel = channel(ours);
         let sent = first.map(|request| send_request(&mut channel, word.as_ref(), request));
-        let mut process = Process::new(start_forked(options, open, theirs)?, channel, word);
+        let owner = start_forked(options, ours_stdio, theirs)?;
+        let mut process = Process::new(owner, channel, word);
         process.word_sent = sent.is_some();
         let early_end = sent.and_then(|sent| process.sent(sent).err());
         Ok((process, early_end))
@@ -438,29 +440,31 @@ fn send_request(
 
 /// Our end of a worker's pair (a new stream), as a channel with zero timeouts (see
 /// [`Process`]).
-fn channel(socket: Socket) -> io::Result<Channel<Vec<u8>>> {
+fn channel(socket: Socket) -> Channel<Vec<u8>> {
     let mut channel = Channel::over_new_stream(socket);
     channel
         .max_frame_len(usize::MAX)
         .read_timeout(Some(Duration::ZERO))
         .write_timeout(Some(Duration::ZERO));
-    Ok(channel)
+    channel
 }
 
 /// A worker forked by the fork server, set up as `options` say, with `theirs` (its end
-/// of the pair); `open` says which of our standard streams were open before the pair.
-fn start_forked(options: &Options, open: [bool; 3], theirs: Socket) -> io::Result<Owner> {
+/// of the pair); `ours_stdio` are our standard streams that were open before the pair.
+fn start_forked(
+    options: &Options,
+    ours_stdio: [Option<BorrowedFd<'_>>; 3],
+    theirs: Socket,
+) -> io::Result<Owner> {
     // Descriptors are handed over as they are (no copy): the server receives its own.
     // An inherited stream that is closed here is `/dev/null` there.
-    let streams = (io::stdin(), io::stdout(), io::stderr());
-    let ours_stdio = [streams.0.as_fd(), streams.1.as_fd(), streams.2.as_fd()];
     let mut null = [false; 3];
     let mut fds: Vec<BorrowedFd<'_>> = vec![theirs.as_fd()];
     for (at, choice) in options.stdio.iter().enumerate() {
-        match choice {
-            Stdio::Inherit if open[at] => fds.push(ours_stdio[at]),
-            Stdio::Inherit | Stdio::Null => null[at] = true,
-            Stdio::Fd(fd) => fds.push(fd.as_fd()),
+        match (choice, ours_stdio[at]) {
+            (Stdio::Inherit, Some(fd)) => fds.push(fd),
+            (Stdio::Inherit, None) | (Stdio::Null, _) => null[at] = true,
+            (Stdio::Fd(fd), _) => fds.push(fd.as_fd()),
         }
     }
     let server = client::server()?;
@@ -469,13 +473,12 @@ fn start_forked(options: &Options, open: [bool; 3], theirs: Socket) -> io::Resul
     Ok(Owner::Forked(Forked::new(pid, pidfd, server)))
 }
 
-/// Which of our standard input, output and error are open: one `poll` that does not
+/// Those of `fds` that are open (`None` for a closed one): one `poll` that does not
 /// wait, which marks a closed descriptor `POLLNVAL` (what it reports of an open one
 /// does not matter).
-fn open_stdio() -> io::Result<[bool; 3]> {
-    let streams = (io::stdin(), io::stdout(), io::stderr());
-    let fds = [streams.0.as_fd(), streams.1.as_fd(), streams.2.as_fd()];
+fn open_now(fds: [BorrowedFd<'_>; 3]) -> io::Result<[Option<BorrowedFd<'_>>; 3]> {
     let mut polled = fds.map(|fd| PollFd::from_borrowed_fd(fd, Events::empty()));
     ready_now(&mut polled)?;
-    Ok(polled.map(|fd| !fd.revents().contains(Events::NVAL)))
+    let closed = polled.map(|fd| fd.revents().contains(Events::NVAL));
+    Ok(std::array::from_fn(|at| (!closed[at]).then_some(fds[at])))
 }
