@@ -181,6 +181,9 @@ impl Slot {
         ) {
             *state = State::Done(outcome);
         }
+        // Woken after the lock is let go: a joiner woken under it would wait for it
+        // again at once (on one CPU, two more switches per task).
+        drop(state);
         self.done.notify_all();
         killed
     }
@@ -247,6 +250,7 @@ impl Slot {
         match *state {
             State::Queued => {
                 *state = State::Done(Err(Error::Killed));
+                drop(state);
                 self.done.notify_all();
                 Ok(())
             }
