@@ -168,8 +168,11 @@ pub(crate) const TINY: usize = 124;
 #[derive(Debug)]
 pub(crate) struct StreamTx {
     framing: Framing,
-    /// The rest of a frame whose start went out (its descriptors with it).
+    /// The rest of a frame whose start went out (its descriptors with it):
+    /// `unsent[unsent_sent..]` is what is left to write (an offset, not a drain, so that
+    /// a large frame written in many parts is not moved again after each).
     unsent: Vec<u8>,
+    unsent_sent: usize,
     /// Frames gathered for one write (batches, small frames).
     pub(crate) gather: Vec<u8>,
     /// Frames fed and not yet written: whole frames, in order, without descriptors;
@@ -185,6 +188,7 @@ impl StreamTx {
         StreamTx {
             framing,
             unsent: Vec::new(),
+            unsent_sent: 0,
             gather: Vec::new(),
             queued: Vec::new(),
             queued_ends: Vec::new(),
@@ -261,12 +265,17 @@ impl StreamTx {
 
     /// What is left of a frame written in part: send this before anything else.
     pub(crate) fn unsent(&self) -> &[u8] {
-        &self.unsent
+        &self.unsent[self.unsent_sent..]
     }
 
-    /// Notes that `n` more bytes of [`unsent`](StreamTx::unsent) went out.
+    /// Notes that `n` more bytes of [`unsent`](StreamTx::unsent) went out; forgets the
+    /// frame once all of it has.
     pub(crate) fn sent_unsent(&mut self, n: usize) {
-        self.unsent.drain(..n);
+        self.unsent_sent += n;
+        if self.unsent_sent >= self.unsent.len() {
+            self.unsent.clear();
+            self.unsent_sent = 0;
+        }
     }
 
     /// Keeps `rest`, the unsent end of a frame whose start went out.

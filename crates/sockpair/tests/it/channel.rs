@@ -327,6 +327,41 @@ fn a_peer_that_stops_reading_costs_a_timeout_not_a_hang() {
     });
 }
 
+/// A frame far larger than the socket's buffer, sent with a zero write timeout: the send
+/// writes what fits, each flush writes on from where the last stopped, and the peer reads
+/// the frame whole, every byte in place, then the next one.
+#[test]
+fn a_large_frame_sent_in_many_parts_arrives_whole_and_in_order() {
+    watchdog(|| {
+        let (a, b) = pair(Type::STREAM).unwrap();
+        let message: Vec<u8> = (0..24 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let expected = message.clone();
+        let reader = std::thread::spawn(move || {
+            let mut b: Channel<Vec<u8>> = Channel::new(b).unwrap();
+            b.max_frame_len(usize::MAX);
+            let first = b.recv().unwrap().unwrap();
+            let second = b.recv().unwrap().unwrap();
+            (first == expected, second)
+        });
+        let mut a: Channel<Vec<u8>> = Channel::new(a).unwrap();
+        a.write_timeout(Some(Duration::ZERO));
+        let mut parts = 1;
+        let mut sent = a.send(&message);
+        while let Err(err) = sent {
+            assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+            std::thread::sleep(Duration::from_micros(100));
+            parts += 1;
+            sent = a.flush();
+        }
+        a.write_timeout(None);
+        a.send(&b"next".to_vec()).unwrap();
+        let (whole, second) = reader.join().unwrap();
+        assert!(whole, "the large frame arrived changed");
+        assert_eq!(second, b"next");
+        assert!(parts > 10, "written in {parts} parts: the test needs many");
+    });
+}
+
 #[test]
 fn request_reply_with_a_child_survives_its_death() {
     watchdog(|| {
