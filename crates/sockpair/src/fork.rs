@@ -130,15 +130,20 @@ impl Alone {
             unsafe { std::env::remove_var(key) };
         }
     }
+
     /// Makes the environment exactly `vars` (keys and values as bytes), changing only
-    /// what differs. A pair whose key is empty or holds `=` is left out: no environment
-    /// can hold it.
+    /// what differs, except for what no variable can be set to (see below).
     pub(crate) fn replace_environment(&self, vars: &[(&[u8], &[u8])]) {
         use std::ffi::OsStr;
         use std::os::unix::ffi::OsStrExt;
+        // What `set_var` and `remove_var` cannot take (they would panic) is left as it
+        // is: a name that is empty or holds `=` or NUL, a value that holds NUL. (Our
+        // parent checks what it asks for; such a name can come only from the
+        // environment it was started with, where it stays.)
+        let settable = |key: &[u8]| !key.is_empty() && !key.contains(&b'=') && !key.contains(&0);
         let mut wanted: std::collections::HashMap<&OsStr, &OsStr> = vars
             .iter()
-            .filter(|(key, _)| !key.is_empty() && !key.contains(&b'='))
+            .filter(|(key, value)| settable(key) && !value.contains(&0))
             .map(|(key, value)| (OsStr::from_bytes(key), OsStr::from_bytes(value)))
             .collect();
         for (key, value) in std::env::vars_os() {
@@ -147,6 +152,7 @@ impl Alone {
                     wanted.remove(key.as_os_str());
                 }
                 Some(_) => {}
+                None if !settable(key.as_bytes()) => {}
                 // SAFETY: `self` proves this process has one thread (the caller's): no
                 // other thread can read or write the environment during the call.
                 None => unsafe { std::env::remove_var(key) },

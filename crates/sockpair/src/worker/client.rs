@@ -181,10 +181,13 @@ impl Client {
                     Some(pidfd) => return Ok((pid, pidfd)),
                     None => return Err(state.died("a reply came without the worker's pidfd")),
                 },
-                Note::Refused(why) => {
+                Note::Refused { why, errno } => {
                     // It may have refused before taking the environment on.
                     state.environment = None;
-                    return Err(io::Error::other(why));
+                    let kind = errno.map_or(io::ErrorKind::Other, |errno| {
+                        io::Error::from_raw_os_error(errno).kind()
+                    });
+                    return Err(io::Error::new(kind, why));
                 }
                 Note::Exited { .. } => {} // kept by `next`
             }

@@ -60,8 +60,9 @@ pub(crate) struct SpawnRequest<'a> {
 pub(crate) enum Note {
     /// The worker of the oldest unanswered request runs; its pidfd comes with this.
     Spawned { pid: i32 },
-    /// The oldest unanswered request was refused: why.
-    Refused(String),
+    /// The oldest unanswered request was refused: why, with the error number of the
+    /// system call that failed, if one did (the spawn's error then has its kind).
+    Refused { why: String, errno: Option<i32> },
     /// A worker was reaped; `status` is the raw wait status.
     Exited { pid: i32, status: i32 },
 }
@@ -135,6 +136,11 @@ impl Server {
         self.tell(&Note::Exited { pid, status }, &[])
     }
 
+    /// Refuses the oldest unanswered request.
+    fn refuse(&mut self, why: String, errno: Option<i32>) -> io::Result<()> {
+        self.tell(&Note::Refused { why, errno }, &[])
+    }
+
     fn tell(&mut self, note: &Note, fds: &[std::os::fd::BorrowedFd<'_>]) -> io::Result<()> {
         let frame = postcard::to_allocvec(note).map_err(io::Error::other)?;
         self.channel.send_with_fds(&frame, fds)?;
@@ -147,7 +153,7 @@ impl Server {
         let request: SpawnRequest<'_> = match postcard::from_bytes(frame) {
             Ok(request) => request,
             Err(err) => {
-                self.tell(&Note::Refused(format!("a garbled request: {err}")), &[])?;
+                self.refuse(format!("a garbled request: {err}"), None)?;
                 return Ok(Ok(self));
             }
         };
@@ -158,19 +164,19 @@ impl Server {
                 fds.len(),
                 1 + given
             );
-            self.tell(&Note::Refused(why), &[])?;
+            self.refuse(why, None)?;
             return Ok(Ok(self));
         }
         let (alone, cwd) = match self.take_on(&request) {
             Ok(taken) => taken,
-            Err(why) => {
-                self.tell(&Note::Refused(why), &[])?;
+            Err((why, errno)) => {
+                self.refuse(why, errno)?;
                 return Ok(Ok(self));
             }
         };
         match alone.fork() {
             Err(err) => {
-                self.tell(&Note::Refused(format!("fork: {err}")), &[])?;
+                self.refuse(format!("fork: {err}"), err.raw_os_error())?;
                 Ok(Ok(self))
             }
             Ok(Ok(pid)) => {
@@ -188,7 +194,7 @@ impl Server {
                             rustix::process::WaitOptions::empty(),
                         );
                         let why = format!("pidfd_open: {}", io::Error::from(err));
-                        self.tell(&Note::Refused(why), &[])?;
+                        self.refuse(why, Some(err.raw_os_error()))?;
                     }
                 }
                 Ok(Ok(self))
@@ -227,9 +233,13 @@ impl Server {
     /// server's own, changed only where it differs), and opens the directory it names,
     /// if any, for the worker to enter: checked here, so that one it cannot enter is the
     /// spawn's error. Returns the proof that the server has one thread, to fork with, and
-    /// the directory, or why the request is refused.
-    fn take_on(&mut self, request: &SpawnRequest<'_>) -> Result<(Alone, Option<OwnedFd>), String> {
-        let alone = self.threads.alone().map_err(|err| err.to_string())?;
+    /// the directory, or why the request is refused (with the error number of the
+    /// system call that refused it).
+    fn take_on(
+        &mut self,
+        request: &SpawnRequest<'_>,
+    ) -> Result<(Alone, Option<OwnedFd>), (String, Option<i32>)> {
+        let alone = (self.threads.alone()).map_err(|err| (err.to_string(), err.raw_os_error()))?;
         if let Some(env) = &request.env {
             alone.replace_environment(env);
         }
@@ -240,16 +250,19 @@ impl Server {
                 // Relative to the server's directory, which is the parent's (shared).
                 let path = Path::new(OsStr::from_bytes(cwd));
                 let why = |err: rustix::io::Errno| {
-                    format!(
+                    let why = format!(
                         "the working directory {}: {}",
                         path.display(),
                         io::Error::from(err)
-                    )
+                    );
+                    (why, Some(err.raw_os_error()))
                 };
-                // Entering it needs search permission, which opening it does not check.
-                rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::empty()).map_err(why)?;
+                // Opened first, so that what is no directory says so (as `chdir` would);
+                // entering it needs search permission, which opening it does not check.
                 let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-                Some(rustix::fs::open(path, flags, Mode::empty()).map_err(why)?)
+                let dir = rustix::fs::open(path, flags, Mode::empty()).map_err(why)?;
+                rustix::fs::accessat(CWD, path, Access::EXEC_OK, AtFlags::empty()).map_err(why)?;
+                Some(dir)
             }
         };
         Ok((alone, cwd))

@@ -104,13 +104,16 @@ impl Options {
         Options::default()
     }
 
-    /// Sets a variable in the workers' environment.
+    /// Sets a variable in the workers' environment. A name that is empty or holds `=` or
+    /// a NUL byte, or a value that holds a NUL byte, fails each spawn with
+    /// [`io::ErrorKind::InvalidInput`] (on both paths, before anything starts).
     pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
         self.program.env(key, value);
         self
     }
 
-    /// Removes a variable from the workers' environment.
+    /// Removes a variable from the workers' environment (a name that could not be set,
+    /// as for [`env`](Options::env), fails each spawn).
     pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Self {
         self.program.env_remove(key);
         self
@@ -123,8 +126,12 @@ impl Options {
     }
 
     /// The workers' working directory (relative: to this process's, at the spawn). One
-    /// that cannot be entered fails the spawn, on both paths, with an error naming it;
-    /// the next spawn is not affected.
+    /// that cannot be entered fails the spawn, on both paths, with an error naming it
+    /// and the system's reason as its kind ([`NotFound`](io::ErrorKind::NotFound),
+    /// [`NotADirectory`](io::ErrorKind::NotADirectory),
+    /// [`PermissionDenied`](io::ErrorKind::PermissionDenied)); one holding a NUL byte
+    /// fails it with [`InvalidInput`](io::ErrorKind::InvalidInput). The next spawn is not
+    /// affected.
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.program.current_dir(dir);
         self
@@ -161,8 +168,9 @@ impl Options {
     ///
     /// # Errors
     ///
-    /// As [`worker::spawn`](super::spawn); and the fork server's refusal or death, or a
-    /// working directory that cannot be used.
+    /// As [`worker::spawn`](super::spawn); and the fork server's refusal or death, a
+    /// working directory that cannot be used, or an environment variable that cannot be
+    /// set (see [`env`](Options::env)).
     pub fn spawn<A, R>(&self, f: fn(A) -> R, arg: A) -> io::Result<Handle<R>>
     where
         A: Serialize + DeserializeOwned,
@@ -175,9 +183,46 @@ impl Options {
     ///
     /// # Errors
     ///
-    /// As [`Pool::new`].
+    /// As [`Pool::new`], and as [`spawn`](Options::spawn) for what a worker's start can
+    /// fail of.
     pub fn pool(&self, n: usize) -> io::Result<Pool> {
         Pool::with_options(n, self)
+    }
+
+    /// Checks what these options ask of a worker's start, the same on both paths, before
+    /// anything starts: each variable's name is not empty and holds neither `=` nor a NUL
+    /// byte, no value holds a NUL byte, and neither does the working directory.
+    ///
+    /// # Errors
+    ///
+    /// [`io::ErrorKind::InvalidInput`], naming what is wrong.
+    pub(crate) fn check(&self) -> io::Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let invalid = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
+        for (key, value) in self.program.get_envs() {
+            let name = key.as_bytes();
+            if name.is_empty() || name.contains(&b'=') || name.contains(&0) {
+                return invalid(format!(
+                    "a worker's environment variable {key:?}: a name must not be empty, or \
+                     hold '=' or a NUL byte"
+                ));
+            }
+            if let Some(value) = value
+                && value.as_bytes().contains(&0)
+            {
+                return invalid(format!(
+                    "a worker's environment variable {key:?}: a NUL byte in its value {value:?}"
+                ));
+            }
+        }
+        if let Some(dir) = self.program.get_current_dir()
+            && dir.as_os_str().as_bytes().contains(&0)
+        {
+            return invalid(format!(
+                "a worker's working directory {dir:?}: a NUL byte in it"
+            ));
+        }
+        Ok(())
     }
 
     /// The environment a worker sees: this process's (unless cleared) with the changes.

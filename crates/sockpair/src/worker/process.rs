@@ -185,6 +185,7 @@ impl Process {
         first: Option<&[u8]>,
     ) -> io::Result<(Process, Option<NoAnswer>)> {
         check_initialized()?;
+        options.check()?;
         if let Some(word) = &word {
             word.taken.store(0); // as a new word holds: no request taken
         }

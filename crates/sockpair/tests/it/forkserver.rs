@@ -302,6 +302,22 @@ fn a_spawns_own_settings_do_not_stay_for_the_next() {
                 err.to_string().contains("/nonexistent/sockpair-test-dir"),
                 "exec {exec}: {err}"
             );
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::NotFound,
+                "exec {exec}: {err}"
+            );
+            // What is no directory says so, as `chdir` would, on both paths.
+            let mut file = Options::new();
+            file.exec(exec)
+                .stdin(Stdio::Null)
+                .current_dir("/proc/self/exe");
+            let err = file.spawn(double, 1).map(drop).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                std::io::ErrorKind::NotADirectory,
+                "exec {exec}: {err}"
+            );
             let (_, cwd, _) = plain
                 .spawn(surroundings, name.clone())
                 .unwrap()
@@ -309,6 +325,64 @@ fn a_spawns_own_settings_do_not_stay_for_the_next() {
                 .unwrap();
             assert_eq!(cwd, here, "exec {exec}");
         }
+    });
+}
+
+/// What no environment can hold (a name that is empty or holds `=` or NUL, a value or a
+/// directory that holds NUL) fails the spawn and the pool with `InvalidInput`, the same
+/// on both paths, before anything starts: the fork server, and a worker it runs, live on.
+#[test]
+fn options_no_environment_can_hold_fail_the_spawn_on_both_paths() {
+    watchdog(|| {
+        let running = Options::new().spawn(sleep_ms, 1500).unwrap();
+        type Set = fn(&mut Options);
+        let bad: [(&str, Set); 6] = [
+            ("a name with =", |o| {
+                o.env("A=B", "x");
+            }),
+            ("an empty name", |o| {
+                o.env("", "x");
+            }),
+            ("a name with NUL", |o| {
+                o.env("K\0Z", "x");
+            }),
+            ("a value with NUL", |o| {
+                o.env("K", "v\0w");
+            }),
+            ("a removed name with =", |o| {
+                o.env_remove("A=B");
+            }),
+            ("a directory with NUL", |o| {
+                o.current_dir("a\0b");
+            }),
+        ];
+        for (what, set) in bad {
+            let mut errors = Vec::new();
+            for exec in [false, true] {
+                let mut options = Options::new();
+                options.exec(exec).stdin(Stdio::Null);
+                set(&mut options);
+                let err = options.spawn(double, 1).map(drop).unwrap_err();
+                assert_eq!(
+                    err.kind(),
+                    std::io::ErrorKind::InvalidInput,
+                    "{what}, exec {exec}: {err}"
+                );
+                let pooled = options.pool(1).map(drop).unwrap_err();
+                assert_eq!(pooled.to_string(), err.to_string(), "{what}, exec {exec}");
+                errors.push(err.to_string());
+            }
+            assert_eq!(errors[0], errors[1], "{what}: the same error on both paths");
+        }
+        assert_eq!(
+            running.join().unwrap(),
+            1500,
+            "the fork server's worker lived on"
+        );
+        assert_eq!(
+            Options::new().spawn(double, 21).unwrap().join().unwrap(),
+            42
+        );
     });
 }
 
