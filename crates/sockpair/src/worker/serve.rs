@@ -33,8 +33,9 @@ use crate::wait::{Events, PollFd, poll_until, ready_now};
 /// request of its parent and ends when its parent does; a worker (exec'd, or forked by
 /// the server) runs the functions it is sent, answers each, and exits (status 0 once its
 /// parent closes the pair or the one call of a `spawn` is answered; 2, with a line on
-/// stderr, if it cannot serve: fd 3 is not its parent's end, or its parent runs another
-/// executable). A descendant that inherits `SOCKPAIR_WORKER` is not a worker: the pid is
+/// stderr, if it cannot serve: fd 3 is not its parent's end, its parent runs another
+/// executable, or its end failed otherwise than by the parent's hang-up, as when a
+/// function closed or replaced fd 3). A descendant that inherits `SOCKPAIR_WORKER` is not a worker: the pid is
 /// not its own.
 ///
 /// In a test binary, whose `main` is the test harness's, use
@@ -199,13 +200,15 @@ fn serve_on(mut channel: Channel<Vec<u8>>, watch_parent: bool) -> io::Result<()>
             channel.socket().end_process_on_hang_up(false)?;
         }
         let _ = io::stdout().flush();
-        match channel.send(&answer.into_frame(request.id)) {
-            Ok(()) => {}
-            Err(err) if crate::channel::drive::ends_messages(&err) => return Ok(()),
-            Err(err) => match io::Error::from(err) {
-                err if err.kind() == io::ErrorKind::BrokenPipe => return Ok(()),
-                err => return Err(err),
-            },
+        // The parent gone (it hung up): nothing to answer. Any other failure (the
+        // function closed fd 3, say) is this worker's, said on stderr, as an exec'd
+        // worker's and a forked one's alike.
+        if let Err(err) = channel.send(&answer.into_frame(request.id)) {
+            let err = io::Error::from(err);
+            return match err.kind() {
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Ok(()),
+                _ => Err(err),
+            };
         }
         if request.last {
             return Ok(());

@@ -137,6 +137,42 @@ fn a_panic_comes_back_with_its_message_and_location() {
     });
 }
 
+/// A function that takes the worker's end away (puts `/dev/null` at fd 3) leaves it
+/// unable to answer: the worker says so on stderr and exits 2, on both paths (a forked
+/// one used to exit 0, as if its parent had hung up), in a pool too, whose next task
+/// gets a new worker.
+#[test]
+fn a_worker_whose_function_takes_its_end_away_exits_2_on_both_paths() {
+    fn take_the_end_away(_: ()) -> u32 {
+        use std::os::fd::AsRawFd;
+        let null = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: `dup2` onto fd 3 closes the worker's end and puts a copy of `null`
+        // there, open as before: no owner of fd 3 sees it closed.
+        assert_eq!(unsafe { libc::dup2(null.as_raw_fd(), 3) }, 3);
+        5
+    }
+    watchdog(|| {
+        for exec in [false, true] {
+            let mut options = worker::Options::new();
+            options.exec(exec).stderr(worker::Stdio::Null);
+            match options.spawn(take_the_end_away, ()).unwrap().join() {
+                Err(Error::Died(status)) => {
+                    assert_eq!(status.code(), Some(2), "exec {exec}: {status:?}")
+                }
+                other => panic!("exec {exec}: {other:?}"),
+            }
+            let pool = options.pool(1).unwrap();
+            match pool.spawn(take_the_end_away, ()).join() {
+                Err(Error::Died(status)) => {
+                    assert_eq!(status.code(), Some(2), "exec {exec}: {status:?}")
+                }
+                other => panic!("exec {exec}, pool: {other:?}"),
+            }
+            assert_eq!(pool.spawn(double, 21).join().unwrap(), 42, "exec {exec}");
+        }
+    });
+}
+
 #[test]
 fn a_death_before_answering_is_named() {
     watchdog(|| {
