@@ -78,7 +78,10 @@
 //!
 //! Every request carries an id, and the answer names it: a frame that answers another
 //! request (the function wrote to fd 3, say) is an [`Error::Decode`] saying the pair is
-//! out of step, and that worker is never used again.
+//! out of step, and that worker is never used again. So is a frame the function began
+//! and did not finish (its header claims more than follows): a spawned worker ends after
+//! answering, cutting it short; a pool's worker is asked, once the frame has stalled for
+//! a second, to end if it has answered, and does. No stray write leaves a task waiting.
 //!
 //! Arguments and results travel in postcard (serde), one length-prefixed frame each way.
 //!

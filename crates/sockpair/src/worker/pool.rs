@@ -22,7 +22,8 @@ use super::{Handle, wire};
 /// ended ([`Error::Died`]), a new worker takes its place, and every other task runs. A
 /// task never runs on a worker that has died (an idle worker killed from outside) or
 /// sent something unasked: it goes to a fresh worker; and a worker whose answer names
-/// another task is out of step, and replaced.
+/// another task, or never ends (a frame its function began on fd 3), is out of step:
+/// the task fails with [`Error::Decode`], and the worker is replaced.
 ///
 /// ```
 /// # sockpair::worker::init_before_main!();
@@ -503,9 +504,10 @@ fn run_task(
         match answer {
             Ok(answer) if wire::answers(&answer, task.id) => {
                 return match task.slot.finish(Ok(answer)) {
-                    false => Some(worker),
-                    true => {
-                        drop(worker.death()); // killed as it answered: not reused
+                    false if !worker.probed() => Some(worker),
+                    _ => {
+                        // Killed as it answered, or probed (it ends): not reused.
+                        drop(worker.death());
                         retire(worker, spare);
                         None
                     }

@@ -14,6 +14,7 @@ use super::entry::{FD, VAR};
 use super::error::Error;
 use super::options::{Options, Stdio};
 use super::serve::check_initialized;
+use super::wire;
 use crate::channel::Channel;
 use crate::child::Child;
 use crate::error::ErrorKind;
@@ -29,6 +30,11 @@ const EXIT_GRACE: Duration = Duration::from_secs(1);
 
 /// How often the exit of a worker is checked when no pidfd watches it.
 const POLL_EXIT: Duration = Duration::from_millis(20);
+
+/// How long part of an answer frame may wait for the rest before a pool's worker is
+/// probed ([`wire::probe`]): a worker sends its answer in one go, so a frame that stops
+/// part way is one its function began on fd 3.
+const STALL: Duration = Duration::from_secs(1);
 
 /// Why no answer came.
 pub(crate) enum NoAnswer {
@@ -61,6 +67,18 @@ pub(crate) struct Process {
     /// A request went out with [`send`](Process::send) and nothing was read since: its
     /// answer cannot be there yet (the worker has not run), so the wait comes first.
     just_sent: bool,
+    /// The worker was sent a [`wire::probe`]: it ends once it has answered, and is not
+    /// reused.
+    probed: bool,
+    /// Its end closed inside a frame.
+    cut_short: bool,
+}
+
+/// What a wait saw: the end readable, the worker exited.
+#[derive(Clone, Copy, Default)]
+struct Ready {
+    readable: bool,
+    exited: bool,
 }
 
 /// A pool worker's delivery word: its mapping here, and its memfd, which goes to the
@@ -219,6 +237,8 @@ impl Process {
             word_sent: false,
             reaped: false,
             just_sent: false,
+            probed: false,
+            cut_short: false,
         }
     }
 
@@ -279,12 +299,16 @@ impl Process {
     }
 
     /// Waits until `deadline` (`None`: none) for the answer to the request sent, writing
-    /// the rest of the request as the worker takes it.
+    /// the rest of the request as the worker takes it. A pool's worker whose answer stops
+    /// part way for [`STALL`] is probed ([`wire::probe`]): the frame is not its answer,
+    /// and the worker ends once it has sent the real one, cutting the frame short.
     pub(crate) fn answer(&mut self, deadline: Option<Instant>) -> Result<Vec<u8>, NoAnswer> {
-        let mut exited = match std::mem::take(&mut self.just_sent) {
+        let mut ready = match std::mem::take(&mut self.just_sent) {
             true => self.wait_ready(deadline)?,
-            false => false,
+            false => Ready::default(),
         };
+        // When bytes last came that made no whole frame: part of one is here.
+        let mut partial_since = None;
         loop {
             if self.unsent {
                 match self.channel.flush() {
@@ -301,16 +325,36 @@ impl Process {
             }
             // Gone, with nothing (more) to read: a descendant may hold a copy of its
             // end, so EOF may never come.
-            if exited {
+            if ready.exited {
                 return Err(NoAnswer::Ended);
             }
-            exited = self.wait_ready(deadline)?;
+            if ready.readable {
+                partial_since = Some(Instant::now());
+            }
+            let stall = partial_since
+                .filter(|_| self.word.is_some() && !self.probed && !self.unsent)
+                .map(|since| since + STALL)
+                .filter(|stall| deadline.is_none_or(|deadline| *stall < deadline));
+            ready = match self.wait_ready(stall.or(deadline)) {
+                Err(NoAnswer::Timeout) if stall.is_some() => {
+                    self.probed = true;
+                    let sent = self.channel.send(&wire::probe());
+                    self.sent(sent)?;
+                    Ready::default()
+                }
+                waited => waited?,
+            };
         }
     }
 
+    /// Whether the worker was probed: it ends once it has answered.
+    pub(crate) fn probed(&self) -> bool {
+        self.probed
+    }
+
     /// Waits until the end is readable (or writable, with a request to finish) or the
-    /// worker has exited; returns whether it has exited.
-    fn wait_ready(&mut self, deadline: Option<Instant>) -> Result<bool, NoAnswer> {
+    /// worker has exited.
+    fn wait_ready(&mut self, deadline: Option<Instant>) -> Result<Ready, NoAnswer> {
         let mut events = Events::IN;
         if self.unsent {
             events |= Events::OUT;
@@ -322,21 +366,23 @@ impl Process {
                     PollFd::new(&pidfd, Events::IN),
                 ];
                 let ready = poll_any(&mut fds, deadline);
-                ready.map(|ready| (ready, !fds[1].revents().is_empty()))
+                let readable = fds[0].revents().contains(Events::IN);
+                ready.map(|ready| (ready, readable, !fds[1].revents().is_empty()))
             }
             None => {
                 let soon = Instant::now() + POLL_EXIT;
                 let until = deadline.map_or(soon, |deadline| deadline.min(soon));
                 let mut fds = [PollFd::new(self.channel.socket(), events)];
                 poll_any(&mut fds, Some(until)).and_then(|ready| {
+                    let readable = fds[0].revents().contains(Events::IN);
                     let exited = self.owner.wait_until(Some(Instant::now()))?.is_some();
-                    Ok((ready || exited || Some(until) != deadline, exited))
+                    Ok((ready || exited || Some(until) != deadline, readable, exited))
                 })
             }
         };
         match polled {
-            Ok((false, _)) => Err(NoAnswer::Timeout),
-            Ok((true, exited)) => Ok(exited),
+            Ok((false, ..)) => Err(NoAnswer::Timeout),
+            Ok((true, readable, exited)) => Ok(Ready { readable, exited }),
             Err(err) => Err(NoAnswer::Failed(Error::Io(err))),
         }
     }
@@ -344,6 +390,7 @@ impl Process {
     /// A channel error: the worker's end is gone (EOF inside a frame, `EPIPE`,
     /// `ECONNRESET`), or something else went wrong.
     fn failure(&mut self, err: crate::Error) -> NoAnswer {
+        self.cut_short |= err.kind() == ErrorKind::UnexpectedEof;
         let os = std::error::Error::source(&err)
             .and_then(|source| source.downcast_ref::<io::Error>())
             .map(io::Error::kind);
@@ -359,9 +406,16 @@ impl Process {
     }
 
     /// How the worker ended, once it has: reaped, killed first if it does not exit
-    /// within [`EXIT_GRACE`].
+    /// within [`EXIT_GRACE`]. One that ended well (status 0) with its end closed inside a
+    /// frame believed it had answered: the frame was not its answer (its function wrote
+    /// to fd 3), and the pair is out of step.
     pub(crate) fn death(&mut self) -> Error {
         match self.reap() {
+            Ok(status) if self.cut_short && status.success() => Error::Decode(
+                "the worker ended (status 0) in the middle of what it sent: its end of the \
+                 pair is out of step (did the function write to fd 3?); it is not used again"
+                    .to_owned(),
+            ),
             Ok(status) => Error::Died(status),
             Err(err) => Error::Io(err),
         }

@@ -4,7 +4,8 @@
 //! - Request: `[version: u8 = 2][last: u8][id: u64 LE][function: i64 LE][trampoline: i64
 //!   LE]`, then the argument in postcard. `last` = 1: the worker exits after answering
 //!   (a [`spawn`](super::spawn)); 0: it waits for the next request (a
-//!   [`Pool`](super::Pool)). `id` is never 0, and new for each request of a process.
+//!   [`Pool`](super::Pool)); 2: a [`probe`], no call. `id` is never 0, and new for each
+//!   request of a process.
 //! - Answer: `[tag: u8][id: u64 LE]`, the id of the request it answers (0: a request the
 //!   worker could not read), then: tag 0 the result in postcard; 1 a panic, as postcard
 //!   `(String, Option<String>)`; 2 a serde failure in the worker, as UTF-8; 3 a function
@@ -27,6 +28,9 @@ const HEADER: usize = 1 + 1 + 8 + 8 + 8;
 
 /// The id of an answer to a request that could not be read.
 pub(crate) const UNREAD: u64 = 0;
+
+/// The `last` byte of a [`probe`].
+const PROBE: u8 = 2;
 
 /// A new request id: never [`UNREAD`], never the same twice in this process.
 fn next_id() -> u64 {
@@ -55,11 +59,24 @@ pub(crate) fn request<A: Serialize>(
     Ok((id, frame))
 }
 
-/// What a request asks: its id, the call, its `last` flag and the encoded argument.
+/// A probe: no call. A pool sends it to a worker whose answer stalled part way (bytes
+/// that were not its answer came first: its function wrote to fd 3, and the pool reads
+/// the worker's real answer as the rest of a frame that never ends). A worker reads it
+/// only once it has answered all it was asked, and then ends (status 0): the pool sees
+/// its answer cut short, and reports the pair out of step.
+pub(crate) fn probe() -> Vec<u8> {
+    let mut frame = vec![VERSION, PROBE];
+    frame.resize(HEADER, 0);
+    frame
+}
+
+/// What a request asks: its id, the call, its `last` flag and the encoded argument; or
+/// that it is a [`probe`].
 pub(crate) struct Request<'a> {
     pub(crate) id: u64,
     pub(crate) call: Call,
     pub(crate) last: bool,
+    pub(crate) probe: bool,
     pub(crate) argument: &'a [u8],
 }
 
@@ -68,7 +85,7 @@ pub(crate) fn parse_request(frame: &[u8]) -> Result<Request<'_>, String> {
     let Some((header, argument)) = frame.split_first_chunk::<HEADER>() else {
         return Err(format!("a request of {} bytes is too short", frame.len()));
     };
-    if header[0] != VERSION || header[1] > 1 {
+    if header[0] != VERSION || header[1] > PROBE {
         return Err(format!(
             "a request of version {} (flags {}) is not one this sockpair writes",
             header[0], header[1]
@@ -85,6 +102,7 @@ pub(crate) fn parse_request(frame: &[u8]) -> Result<Request<'_>, String> {
             trampoline: word(18),
         },
         last: header[1] == 1,
+        probe: header[1] == PROBE,
         argument,
     })
 }
@@ -202,8 +220,13 @@ mod tests {
         other[0] = 1;
         assert!(parse_request(&other).is_err());
         other[0] = VERSION;
-        other[1] = 2;
+        other[1] = 3;
         assert!(parse_request(&other).is_err());
+        // A probe is a request of its own kind, never a call.
+        let probe = probe();
+        let parsed = parse_request(&probe).unwrap();
+        assert!(parsed.probe && !parsed.last);
+        assert!(!parse_request(&frame).unwrap().probe);
     }
 
     #[test]

@@ -776,6 +776,59 @@ fn a_stray_frame_fails_only_its_task_and_its_worker_is_not_reused() {
     });
 }
 
+/// Writes the start of a frame (a header claiming 4 GiB) on the worker's own end, waits
+/// `ms`, then returns.
+fn stray_header_then(ms: u64) -> u64 {
+    use std::io::Write;
+    use std::os::fd::{BorrowedFd, OwnedFd};
+    // SAFETY: as in `stray_then_double`.
+    let end: OwnedFd = unsafe { BorrowedFd::borrow_raw(3) }
+        .try_clone_to_owned()
+        .unwrap();
+    std::fs::File::from(end).write_all(&[0xff; 4]).unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+/// The start of a frame that the function never finishes swallows the worker's real
+/// answer: the task fails as out of step instead of waiting for ever (a pool's worker is
+/// probed once the frame stalls, a spawned one ends), the worker is not reused, and the
+/// next tasks get their own results; on both paths.
+#[test]
+fn a_stray_partial_frame_fails_only_its_task_and_never_hangs() {
+    watchdog(|| {
+        for exec in [false, true] {
+            let mut options = worker::Options::new();
+            options.exec(exec);
+            let pool = options.pool(1).unwrap();
+            for ms in [0, 1500] {
+                let before = pool.spawn(my_pid, ()).join().unwrap();
+                let mut stray = pool.spawn(stray_header_then, ms);
+                match stray.join_timeout(Duration::from_secs(20)) {
+                    Err(Error::Decode(why)) => assert!(why.contains("out of step"), "{why}"),
+                    other => panic!("exec {exec}, {ms} ms: {other:?}"),
+                }
+                for x in [21, 22] {
+                    assert_eq!(pool.spawn(double, x).join().unwrap(), 2 * x);
+                }
+                let after = pool.spawn(my_pid, ()).join().unwrap();
+                assert_ne!(
+                    before, after,
+                    "exec {exec}: the out-of-step worker was reused"
+                );
+                assert!(ends_within(before, Duration::from_secs(5)));
+            }
+            let mut handle = options.spawn(stray_header_then, 0).unwrap();
+            let pid = handle.pid().unwrap();
+            match handle.join_timeout(Duration::from_secs(20)) {
+                Err(Error::Decode(why)) => assert!(why.contains("out of step"), "{why}"),
+                other => panic!("exec {exec}, spawned: {other:?}"),
+            }
+            assert!(gone(pid), "the spawned worker was reaped");
+        }
+    });
+}
+
 #[test]
 fn an_idle_worker_killed_from_outside_does_not_fail_the_next_task() {
     watchdog(|| {
