@@ -140,10 +140,9 @@ impl Alone {
         // is: a name that is empty or holds `=` or NUL, a value that holds NUL. (Our
         // parent checks what it asks for; such a name can come only from the
         // environment it was started with, where it stays.)
-        let settable = |key: &[u8]| !key.is_empty() && !key.contains(&b'=') && !key.contains(&0);
         let mut wanted: std::collections::HashMap<&OsStr, &OsStr> = vars
             .iter()
-            .filter(|(key, value)| settable(key) && !value.contains(&0))
+            .filter(|(key, value)| settable_name(key) && !value.contains(&0))
             .map(|(key, value)| (OsStr::from_bytes(key), OsStr::from_bytes(value)))
             .collect();
         for (key, value) in std::env::vars_os() {
@@ -152,7 +151,7 @@ impl Alone {
                     wanted.remove(key.as_os_str());
                 }
                 Some(_) => {}
-                None if !settable(key.as_bytes()) => {}
+                None if !settable_name(key.as_bytes()) => {}
                 // SAFETY: `self` proves this process has one thread (the caller's): no
                 // other thread can read or write the environment during the call.
                 None => unsafe { std::env::remove_var(key) },
@@ -198,6 +197,13 @@ impl Alone {
         // former owner was leaked with `owners`.
         Ok(Socket::from(unsafe { OwnedFd::from_raw_fd(3) }))
     }
+}
+
+/// Whether `name` can name an environment variable (`set_var` and `remove_var` take it):
+/// not empty, and holding neither `=` nor a NUL byte.
+#[cfg(feature = "worker")]
+pub(crate) fn settable_name(name: &[u8]) -> bool {
+    !name.is_empty() && !name.contains(&b'=') && !name.contains(&0)
 }
 
 /// Which side of a [`fork`] this process is on, with its end of the pair.

@@ -201,7 +201,7 @@ impl Options {
         let invalid = |why: String| Err(io::Error::new(io::ErrorKind::InvalidInput, why));
         for (key, value) in self.program.get_envs() {
             let name = key.as_bytes();
-            if name.is_empty() || name.contains(&b'=') || name.contains(&0) {
+            if !crate::fork::settable_name(name) {
                 return invalid(format!(
                     "a worker's environment variable {key:?}: a name must not be empty, or \
                      hold '=' or a NUL byte"

@@ -411,11 +411,11 @@ impl Process {
     /// to fd 3), and the pair is out of step.
     pub(crate) fn death(&mut self) -> Error {
         match self.reap() {
-            Ok(status) if self.cut_short && status.success() => Error::Decode(
+            Ok(status) if self.cut_short && status.success() => Error::Decode(format!(
                 "the worker ended (status 0) in the middle of what it sent: its end of the \
-                 pair is out of step (did the function write to fd 3?); it is not used again"
-                    .to_owned(),
-            ),
+                 pair is {}",
+                wire::OUT_OF_STEP
+            )),
             Ok(status) => Error::Died(status),
             Err(err) => Error::Io(err),
         }

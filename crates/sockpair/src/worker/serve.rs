@@ -35,8 +35,8 @@ use crate::wait::{Events, PollFd, poll_until, ready_now};
 /// parent closes the pair or the one call of a `spawn` is answered; 2, with a line on
 /// stderr, if it cannot serve: fd 3 is not its parent's end, its parent runs another
 /// executable, or its end failed otherwise than by the parent's hang-up, as when a
-/// function closed or replaced fd 3). A descendant that inherits `SOCKPAIR_WORKER` is not a worker: the pid is
-/// not its own.
+/// function closed or replaced fd 3). A descendant that inherits `SOCKPAIR_WORKER` is
+/// not a worker: the pid is not its own.
 ///
 /// In a test binary, whose `main` is the test harness's, use
 /// [`init_before_main!`](super::init_before_main) instead.

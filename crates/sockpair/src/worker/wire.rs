@@ -29,6 +29,10 @@ const HEADER: usize = 1 + 1 + 8 + 8 + 8;
 /// The id of an answer to a request that could not be read.
 pub(crate) const UNREAD: u64 = 0;
 
+/// What every out-of-step error ends with.
+pub(crate) const OUT_OF_STEP: &str =
+    "out of step (did the function write to fd 3?); it is not used again";
+
 /// The `last` byte of a [`probe`].
 const PROBE: u8 = 2;
 
@@ -162,12 +166,11 @@ pub(crate) fn parse_answer<R: DeserializeOwned>(frame: &[u8], id: u64) -> Result
         return Err(Error::Decode(match answer_id(frame) {
             Some(got) => format!(
                 "the worker answered request {got}, not request {id}: its end of the pair is \
-                 out of step (did the function write to fd 3?); it is not used again"
+                 {OUT_OF_STEP}"
             ),
             None => format!(
                 "a frame of {} bytes came instead of the answer to request {id}: the \
-                 worker's end of the pair is out of step (did the function write to fd 3?); \
-                 it is not used again",
+                 worker's end of the pair is {OUT_OF_STEP}",
                 frame.len()
             ),
         }));
